@@ -1,0 +1,66 @@
+"""Declarations: what a model is, independent of how it is rendered or run."""
+
+from .declare import BatchInfo, is_model_class, model, spec_of
+from .dtypes import DataType
+from .model import (
+    DynamicBatching,
+    InstanceGroup,
+    ModelSpec,
+    QueuePolicy,
+    VersionPolicy,
+    Warmup,
+    WarmupInput,
+)
+from .names import InvalidNameError
+from .tensors import (
+    BOOL,
+    BYTES,
+    FP16,
+    FP32,
+    FP64,
+    INT8,
+    INT16,
+    INT32,
+    INT64,
+    UINT8,
+    UINT16,
+    UINT32,
+    UINT64,
+    Input,
+    Output,
+    TensorSpec,
+    TensorType,
+)
+
+__all__ = [
+    "BOOL",
+    "BYTES",
+    "FP16",
+    "FP32",
+    "FP64",
+    "INT8",
+    "INT16",
+    "INT32",
+    "INT64",
+    "UINT8",
+    "UINT16",
+    "UINT32",
+    "UINT64",
+    "BatchInfo",
+    "DataType",
+    "DynamicBatching",
+    "Input",
+    "InstanceGroup",
+    "InvalidNameError",
+    "ModelSpec",
+    "Output",
+    "QueuePolicy",
+    "TensorSpec",
+    "TensorType",
+    "VersionPolicy",
+    "Warmup",
+    "WarmupInput",
+    "is_model_class",
+    "model",
+    "spec_of",
+]
