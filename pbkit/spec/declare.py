@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import inspect
 import re
+import sys
 import typing
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any, TypeVar, get_args, get_origin
@@ -72,9 +73,12 @@ def model(
         assert [t.name for t in spec.inputs] == ["A", "B"]
     """
 
+    caller_locals = dict(sys._getframe(1).f_locals)
+
     def wrap(target: T) -> T:
         spec = _build_spec(
             target,
+            local_names=caller_locals,
             name=name,
             inputs=inputs,
             outputs=outputs,
@@ -115,11 +119,11 @@ def snake_case(name: str) -> str:
     return re.sub(r"(?<=[a-z0-9])([A-Z])", r"_\1", name).lower()
 
 
-def _build_spec(cls: type, **options: Any) -> ModelSpec:
+def _build_spec(cls: type, *, local_names: Mapping[str, Any] | None = None, **options: Any) -> ModelSpec:
     predict = getattr(cls, "predict", None)
     if predict is None or not callable(predict):
         raise TypeError(f"{cls.__name__}: a pbkit model needs a predict(...) method")
-    hints = _type_hints(predict, cls)
+    hints = _type_hints(predict, cls, local_names or {})
     signature = inspect.signature(predict)
     name = options["name"] or snake_case(cls.__name__)
     where = f"model {name!r} ({cls.__name__}.predict)"
@@ -172,11 +176,13 @@ def _build_spec(cls: type, **options: Any) -> ModelSpec:
     )
 
 
-def _type_hints(function: Callable[..., Any], cls: type) -> dict[str, Any]:
+def _type_hints(function: Callable[..., Any], cls: type, local_names: Mapping[str, Any]) -> dict[str, Any]:
     module = inspect.getmodule(cls)
     namespace = dict(vars(module)) if module else {}
     try:
-        return typing.get_type_hints(function, globalns=namespace, include_extras=True)
+        return typing.get_type_hints(
+            function, globalns=namespace, localns=dict(local_names), include_extras=True
+        )
     except Exception as exc:
         raise TypeError(f"{cls.__name__}.predict: cannot resolve its type annotations: {exc}") from exc
 

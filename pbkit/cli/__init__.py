@@ -1,0 +1,1 @@
+"""The ``pbkit`` command line."""
