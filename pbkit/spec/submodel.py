@@ -23,8 +23,10 @@ Example::
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
+from pathlib import Path
 from typing import Any, ClassVar, Literal
 
 from .declare import SPEC_ATTRIBUTE, _instance_groups, spec_of
@@ -134,6 +136,8 @@ class Submodel:
         if len(set(kinds)) != len(kinds):
             raise ValueError(f"submodel {name!r}: each variant kind may appear once, got {kinds}")
         self.attribute = ""
+        #: The folder of the file that declared the submodel; relative variant paths start there.
+        self.declared_in: Path | None = _declaring_folder()
         self._python_class: type | None = None
         if self.variants:
             self.spec  # noqa: B018 - validate the declaration now
@@ -216,3 +220,12 @@ class Submodel:
     def __repr__(self) -> str:
         kinds = ", ".join(v.kind for v in self.variants) or "reference"
         return f"Submodel({self.name!r}, variants=[{kinds}])"
+
+
+def _declaring_folder() -> Path | None:
+    """The folder of the first calling file outside this module (None when run from a prompt)."""
+    frame = sys._getframe(1)
+    while frame is not None and frame.f_code.co_filename == __file__:
+        frame = frame.f_back  # type: ignore[assignment]
+    filename = frame.f_globals.get("__file__") if frame is not None else None
+    return Path(filename).resolve().parent if filename else None
