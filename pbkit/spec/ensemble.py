@@ -113,6 +113,9 @@ class Ensemble:
                 raise EnsembleError(
                     f"{where}: step '{spec.name}' is decoupled; pbkit ensembles chain non-decoupled models"
                 )
+        batching = [spec for spec in specs if spec.max_batch_size > 0]
+        if max_batch_size == 0 and batching:
+            _reject_mixed_batching(where, self.steps, specs, batching[0])
 
         producers: dict[str, tuple[str, TensorSpec]] = {}
         for step, spec in zip(self.steps, specs, strict=True):
@@ -235,9 +238,55 @@ class Ensemble:
                     ready.update(step.outputs.get(t.name, t.name) for t in spec.outputs)
                     progressed = True
             if not progressed:
+                waits = []
+                for index in remaining:
+                    step, spec = self.steps[index], specs[index]
+                    for tensor in spec.inputs:
+                        source = step.inputs.get(tensor.name, tensor.name)
+                        if source in producers and source not in ready:
+                            waits.append(
+                                f"step '{spec.name}' waits for tensor '{source}' from step '{producers[source][0]}'"
+                            )
                 names = ", ".join(f"'{specs[i].name}'" for i in remaining)
-                raise EnsembleError(f"{where}: steps {names} form a cycle: each waits for another's output")
+                raise EnsembleError(f"{where}: steps {names} form a cycle: " + "; ".join(waits))
         return order
+
+
+def _reject_mixed_batching(
+    where: str, steps: Sequence[Step], specs: Sequence[ModelSpec], batching: ModelSpec
+) -> None:
+    """Raise for an ensemble without batching whose steps batch (all of them or some).
+
+    Triton accepts such configs when the dims match without the batch dimension, but the
+    batching step then reads the ensemble's first dimension as its batch, so requests fail.
+    """
+    non_batching = {spec.name for spec in specs if spec.max_batch_size == 0}
+    if not non_batching:
+        raise EnsembleError(
+            f"{where}: the ensemble has max_batch_size 0 but its steps batch (step '{batching.name}' has "
+            f"max_batch_size {batching.max_batch_size}); leave max_batch_size unset or give a value from 1 "
+            f"to {min(spec.max_batch_size for spec in specs)}"
+        )
+    produced_by = {
+        step.outputs.get(tensor.name, tensor.name): spec
+        for step, spec in zip(steps, specs, strict=True)
+        for tensor in spec.outputs
+    }
+    for step, spec in zip(steps, specs, strict=True):
+        for tensor in spec.inputs:
+            source = step.inputs.get(tensor.name, tensor.name)
+            producer = produced_by.get(source)
+            if producer is not None and (producer.name in non_batching) != (spec.name in non_batching):
+                raise EnsembleError(
+                    f"{where}: step '{spec.name}' (max_batch_size {spec.max_batch_size}) takes tensor "
+                    f"'{source}' from step '{producer.name}' (max_batch_size {producer.max_batch_size}); "
+                    "the steps of an ensemble must all batch or all not batch"
+                )
+    other = next(spec for spec in specs if spec.name in non_batching)
+    raise EnsembleError(
+        f"{where}: step '{other.name}' does not batch (max_batch_size 0) but step '{batching.name}' does "
+        f"(max_batch_size {batching.max_batch_size}); the steps of an ensemble must all batch or all not batch"
+    )
 
 
 def _dims_compatible(a: Sequence[int], b: Sequence[int]) -> bool:
