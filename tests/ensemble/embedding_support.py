@@ -1,0 +1,134 @@
+"""Helpers of the ensemble tests: the sentence set, the project, requests and comparisons."""
+
+from __future__ import annotations
+
+import concurrent.futures
+import dataclasses
+import importlib
+import os
+import sys
+import sysconfig
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
+
+import numpy as np
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+PROJECT = REPO_ROOT / "models" / "ensemble_embedding"
+PROJECT_MODULES = (
+    "common",
+    "network",
+    "tokenizer",
+    "encoder",
+    "pooling",
+    "embedding",
+    "query",
+    "export_onnx",
+)
+
+LONG_PARAGRAPH = " ".join(
+    f"Sentence {i} of a long paragraph keeps going so that the text is well past the model's limit."
+    for i in range(40)
+)
+
+#: Varied on purpose: empty, whitespace, one character, non-ASCII scripts and emoji, longer than
+#: the 256-token limit (truncated), punctuation, digits, mixed case, markup and repeats.
+SENTENCES: tuple[str, ...] = (
+    "",
+    " ",
+    "a",
+    "?",
+    "A man is eating food.",
+    "A man is eating a piece of bread.",
+    "The girl is carrying a baby.",
+    "A man is riding a horse.",
+    "A woman is playing violin.",
+    "Two men pushed carts through the woods.",
+    "A monkey is playing drums.",
+    "Le renard brun rapide saute par-dessus le chien paresseux.",
+    "Der schnelle braune Fuchs springt über den faulen Hund.",
+    "Быстрая коричневая лиса прыгает через ленивую собаку.",
+    "敏捷的棕色狐狸跳过了懒狗。",
+    "素早い茶色の狐がのろまな犬を飛び越える。",
+    "الثعلب البني السريع يقفز فوق الكلب الكسول",
+    "Ünïcödé dïäcrïtïcs everywhere: naïve café façade résumé.",
+    "Emoji: 🙂🚀🔥 and a flag 🇫🇷",
+    "UPPER CASE SHOUTING ABOUT THE WEATHER",
+    "numbers 1234567890 and 3.14159 and -42",
+    "Tabs\tand\nnewlines\r\nmixed in.",
+    "<p>Some <b>HTML</b> markup &amp; entities</p>",
+    "def embed(text): return model.encode(text)",
+    "supercalifragilisticexpialidocious" * 3,
+    "a" * 600,
+    LONG_PARAGRAPH,
+    LONG_PARAGRAPH[: len(LONG_PARAGRAPH) // 3],
+    "The weather is lovely today.",
+    "It's so sunny outside!",
+    "He drove to the stadium.",
+    "A man is eating food.",  # a repeat: its embedding must equal the first one's
+    "Mixed 中文 and English in one sentence, plus ελληνικά.",
+    "!!!???...,,,;;;:::",
+)
+
+
+def import_project() -> SimpleNamespace:
+    """Import the project's modules under their own names (as Triton does), then forget them.
+
+    They import each other by top-level name (``from common import ...``); other projects
+    have modules with the same names, so they are removed from ``sys.modules`` afterwards.
+    """
+    saved = {name: sys.modules.pop(name) for name in PROJECT_MODULES if name in sys.modules}
+    sys.path.insert(0, str(PROJECT))
+    try:
+        return SimpleNamespace(**{name: importlib.import_module(name) for name in PROJECT_MODULES})
+    finally:
+        sys.path.remove(str(PROJECT))
+        for name in PROJECT_MODULES:
+            sys.modules.pop(name, None)
+        sys.modules.update(saved)
+
+
+def text_tensor(sentence: str) -> np.ndarray:
+    """One request's TEXT: a ``[1, 1]`` BYTES array."""
+    return np.array([[sentence.encode("utf-8")]], dtype=object)
+
+
+def embed_concurrently(
+    infer: Callable[[str], np.ndarray], sentences: Sequence[str], clients: int
+) -> np.ndarray:
+    """Send each sentence as its own request from ``clients`` threads at once; rows in order."""
+    with concurrent.futures.ThreadPoolExecutor(max_workers=clients) as pool:
+        rows = list(pool.map(infer, sentences))
+    return np.concatenate(rows, axis=0)
+
+
+def assert_matches_reference(got: np.ndarray, reference: np.ndarray, tolerance: float = 1e-5) -> None:
+    assert got.shape == reference.shape
+    assert got.dtype == np.float32
+    difference = np.abs(got - reference).max(axis=1)
+    worst = int(np.argmax(difference))
+    assert difference[worst] <= tolerance, (
+        f"sentence {worst} ({SENTENCES[worst][:40]!r}) differs by {difference[worst]:.2e}"
+    )
+    np.testing.assert_allclose(np.linalg.norm(got, axis=1), 1.0, atol=1e-5)
+
+
+def installation() -> Any:
+    """The located tritonserver, with this interpreter's libpython first on the library path.
+
+    The bundled Python-backend stub links ``libpython3.X.so``; when the interpreter running the
+    tests is not the system one (pyenv, conda), the stub must load *that* interpreter's library,
+    or its extension modules (``_ssl``, needed by transformers) fail with undefined symbols.
+    """
+    from pbkit.server.locate import locate_tritonserver
+
+    found = locate_tritonserver()
+    libdir = Path(sysconfig.get_config_var("LIBDIR") or "")
+    library = sysconfig.get_config_var("LDLIBRARY") or ""
+    if library and (libdir / library).is_file() and libdir not in found.library_paths:
+        found = dataclasses.replace(found, library_paths=(*found.library_paths, libdir))
+    return found
