@@ -1,21 +1,32 @@
 """Typed BLS calls: a declared :class:`~pbkit.spec.submodel.Submodel` becomes a callable.
 
 Every call checks its own response and raises :class:`SubmodelError` naming the submodel
-and keeping its error text. Torch tensors go in and come out through DLPack (zero-copy on
-GPU); numpy arrays in give numpy arrays out.
+and keeping its error text (also when the call itself cannot be made, or a requested output
+is missing). Torch tensors go in and come out through DLPack (zero-copy on GPU); numpy
+arrays in give numpy arrays out; BYTES outputs are always numpy object arrays.
 """
 
 from __future__ import annotations
 
+import asyncio
 import sys
 from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
 from ..spec.dtypes import DataType, describe_array_dtype
 from ..spec.submodel import Submodel
 from .errors import SubmodelError
+
+_END = object()
+_ENCODE_UTF8 = np.frompyfunc(lambda text: text.encode("utf-8"), 1, 1)
+
+
+class _Call(NamedTuple):
+    request: Any
+    as_torch: bool
+    requested: list[str]
 
 
 class BoundSubmodel:
@@ -27,6 +38,7 @@ class BoundSubmodel:
         self._pb = pb_utils
         self._inputs = {t.name: t for t in declaration.inputs}
         self._output_names = [t.name for t in declaration.outputs]
+        self._bytes_outputs = {t.name for t in declaration.outputs if t.dtype is DataType.BYTES}
 
     def __call__(
         self,
@@ -38,8 +50,8 @@ class BoundSubmodel:
         **inputs: Any,
     ) -> dict[str, Any]:
         """Run the submodel once and return its outputs by name."""
-        request, torch_out = self._request(inputs, outputs, parameters, timeout_us, as_torch)
-        return self._outputs(request.exec(), torch_out)
+        call = self._request(inputs, outputs, parameters, timeout_us, as_torch)
+        return self._complete(self._exec(call.request), call)
 
     async def acall(
         self,
@@ -51,8 +63,8 @@ class BoundSubmodel:
         **inputs: Any,
     ) -> dict[str, Any]:
         """Like calling the handle, but awaitable: use ``asyncio.gather`` to fan out."""
-        request, torch_out = self._request(inputs, outputs, parameters, timeout_us, as_torch)
-        return self._outputs(await request.async_exec(), torch_out)
+        call = self._request(inputs, outputs, parameters, timeout_us, as_torch)
+        return self._complete(await self._async_exec(call.request), call)
 
     def stream(
         self,
@@ -64,9 +76,9 @@ class BoundSubmodel:
         **inputs: Any,
     ) -> Iterator[dict[str, Any]]:
         """Call a decoupled submodel, yielding each response's outputs (empty finals skipped)."""
-        request, torch_out = self._request(inputs, outputs, parameters, timeout_us, as_torch)
-        for response in request.exec(decoupled=True):
-            result = self._outputs(response, torch_out)
+        call = self._request(inputs, outputs, parameters, timeout_us, as_torch)
+        for response in self._exec(call.request, decoupled=True):
+            result = self._outputs(response, call.as_torch)
             if result:
                 yield result
 
@@ -79,10 +91,15 @@ class BoundSubmodel:
         as_torch: bool | None = None,
         **inputs: Any,
     ) -> AsyncIterator[dict[str, Any]]:
-        """Async form of :meth:`stream`."""
-        request, torch_out = self._request(inputs, outputs, parameters, timeout_us, as_torch)
-        for response in await request.async_exec(decoupled=True):
-            result = self._outputs(response, torch_out)
+        """Async form of :meth:`stream`; waiting for each response does not block the event loop."""
+        call = self._request(inputs, outputs, parameters, timeout_us, as_torch)
+        responses = iter(await self._async_exec(call.request, decoupled=True))
+        loop = asyncio.get_running_loop()
+        while True:
+            response = await loop.run_in_executor(None, next, responses, _END)
+            if response is _END:
+                return
+            result = self._outputs(response, call.as_torch)
             if result:
                 yield result
 
@@ -94,7 +111,7 @@ class BoundSubmodel:
         parameters: Mapping[str, Any] | None,
         timeout_us: int | None,
         as_torch: bool | None,
-    ) -> tuple[Any, bool]:
+    ) -> _Call:
         pb = self._pb
         tensors = []
         any_torch = False
@@ -108,6 +125,8 @@ class BoundSubmodel:
                 tensors.append(pb.Tensor.from_dlpack(name, value.contiguous()))
             else:
                 array = np.asarray(value) if not isinstance(value, np.ndarray) else value
+                if array.dtype.kind == "U":
+                    array = _encoded(array)
                 tensors.append(pb.Tensor(name, np.ascontiguousarray(array)))
         requested = list(outputs) if outputs is not None else list(self._output_names)
         kwargs: dict[str, Any] = {
@@ -120,7 +139,31 @@ class BoundSubmodel:
             kwargs["timeout"] = int(timeout)
         if parameters:
             kwargs["parameters"] = dict(parameters)
-        return pb.InferenceRequest(**kwargs), (any_torch if as_torch is None else as_torch)
+        try:
+            request = pb.InferenceRequest(**kwargs)
+        except Exception as exc:
+            raise SubmodelError(self.name, f"cannot make the request: {type(exc).__name__}: {exc}") from exc
+        return _Call(request, any_torch if as_torch is None else as_torch, requested)
+
+    def _exec(self, request: Any, **options: Any) -> Any:
+        try:
+            return request.exec(**options)
+        except Exception as exc:
+            raise SubmodelError(self.name, f"{type(exc).__name__}: {exc}") from exc
+
+    async def _async_exec(self, request: Any, **options: Any) -> Any:
+        try:
+            return await request.async_exec(**options)
+        except Exception as exc:
+            raise SubmodelError(self.name, f"{type(exc).__name__}: {exc}") from exc
+
+    def _complete(self, response: Any, call: _Call) -> dict[str, Any]:
+        """The outputs of a non-decoupled call, which must hold every requested output."""
+        result = self._outputs(response, call.as_torch)
+        missing = [name for name in call.requested if name not in result]
+        if missing:
+            raise SubmodelError(self.name, f"the response lacks requested output(s) {missing}")
+        return result
 
     def _check_input(self, name: str, value: Any) -> None:
         if not self._inputs:
@@ -132,7 +175,7 @@ class BoundSubmodel:
         if dtype is None:
             return
         if tensor.dtype is DataType.BYTES:
-            ok = isinstance(value, np.ndarray) and value.dtype.kind in "OS"
+            ok = isinstance(value, np.ndarray) and value.dtype.kind in "OSU"
         elif isinstance(value, np.ndarray):
             ok = value.dtype == tensor.dtype.numpy
         else:
@@ -148,7 +191,7 @@ class BoundSubmodel:
             raise SubmodelError(self.name, response.error().message())
         result: dict[str, Any] = {}
         for tensor in response.output_tensors():
-            if as_torch:
+            if as_torch and tensor.name() not in self._bytes_outputs:
                 torch = sys.modules.get("torch")
                 if torch is None:
                     import torch  # type: ignore[no-redef]
@@ -164,6 +207,11 @@ class BoundSubmodel:
 
     def __repr__(self) -> str:
         return f"<submodel {self.name!r}>"
+
+
+def _encoded(array: np.ndarray) -> np.ndarray:
+    """A unicode array as the object array of UTF-8 bytes that BYTES tensors carry."""
+    return np.asarray(_ENCODE_UTF8(array), dtype=object).reshape(array.shape)
 
 
 def _is_torch(value: Any) -> bool:
