@@ -18,8 +18,10 @@ Both wrap the submodules of a Hugging Face ``WhisperForConditionalGeneration`` (
 from __future__ import annotations
 
 import os
+import warnings
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -30,7 +32,7 @@ ENCODER_INPUTS = ("input_features",)
 ENCODER_OUTPUTS = ("cross_key_values",)
 DECODER_INPUTS = ("input_ids", "past_key_values", "cross_key_values")
 DECODER_OUTPUTS = ("logits", "present_key_values")
-ONNX_OPSET = 17
+ONNX_OPSET = 18
 
 NumpyFn = Callable[..., dict[str, np.ndarray]]
 
@@ -192,27 +194,65 @@ def export_onnx(
     encoder_file: str | os.PathLike[str],
     decoder_file: str | os.PathLike[str],
     opset: int = ONNX_OPSET,
+    dynamo: bool = True,
 ) -> tuple[Path, Path]:
     """Export both submodels to single-file ONNX (weights embedded) with dynamic batch, token and past axes.
 
-    Dynamic axes: ``input_features``/``cross_key_values`` batch; ``input_ids`` batch and tokens;
-    ``past_key_values`` batch and past length; outputs follow. Files can be renamed freely (no external data).
+    Dynamic axes: ``batch`` on every tensor, ``tokens`` on ``input_ids``, ``past`` on ``past_key_values`` (it may
+    be 0) and their sum on ``present_key_values``. Files can be renamed freely (no external data). ``dynamo``
+    picks the ``torch.export`` exporter (default); ``False`` uses the TorchScript tracer.
     """
     model = path_or_model if isinstance(path_or_model, nn.Module) else load_whisper(path_or_model)
     features, decoder_args = example_inputs(model)
     encoder_out, decoder_out = Path(encoder_file), Path(decoder_file)
     encoder_out.parent.mkdir(parents=True, exist_ok=True)
     decoder_out.parent.mkdir(parents=True, exist_ok=True)
-    with torch.inference_mode(False), torch.no_grad():
+    max_tokens = model.config.max_target_positions
+    if dynamo:
+        from torch.export import Dim
+
+        batch, tokens = Dim("batch", min=1, max=1024), Dim("tokens", min=1, max=max_tokens)
+        past = Dim("past", min=0, max=max_tokens - 1)
+        encoder_axes: dict[str, Any] = {"dynamic_shapes": {"input_features": {0: batch}}}
+        decoder_axes: dict[str, Any] = {
+            "dynamic_shapes": {
+                "input_ids": {0: batch, 1: tokens},
+                "past_key_values": {2: batch, 4: past},
+                "cross_key_values": {2: batch},
+            }
+        }
+        options: dict[str, Any] = {"dynamo": True, "external_data": False, "verbose": False}
+    else:
+        encoder_axes = {"dynamic_axes": {"input_features": {0: "batch"}, "cross_key_values": {2: "batch"}}}
+        decoder_axes = {
+            "dynamic_axes": {
+                "input_ids": {0: "batch", 1: "tokens"},
+                "past_key_values": {2: "batch", 4: "past"},
+                "cross_key_values": {2: "batch"},
+                "logits": {0: "batch"},
+                "present_key_values": {2: "batch", 4: "total"},
+            }
+        }
+        options = {"dynamo": False}
+    with torch.no_grad(), warnings.catch_warnings():
+        # Tracing notes about shape checks and cache bookkeeping; parity with torch is verified by the tests.
+        warnings.simplefilter("ignore", torch.jit.TracerWarning)
+        warnings.simplefilter("ignore", DeprecationWarning)
+        warnings.filterwarnings(
+            "ignore", message=r".*isinstance\(treespec, LeafSpec\)", category=FutureWarning
+        )
+        warnings.filterwarnings(
+            "ignore", message=r"# The axis name: .* will not be used", category=UserWarning
+        )
         torch.onnx.export(
             CrossKVEncoder(model).eval(),
             (features,),
             str(encoder_out),
             input_names=list(ENCODER_INPUTS),
             output_names=list(ENCODER_OUTPUTS),
-            dynamic_axes={"input_features": {0: "batch"}, "cross_key_values": {2: "batch"}},
             opset_version=opset,
-            dynamo=False,
+            **encoder_axes,
+            **options,
         )
         torch.onnx.export(
             DecoderStep(model).eval(),
@@ -220,14 +260,8 @@ def export_onnx(
             str(decoder_out),
             input_names=list(DECODER_INPUTS),
             output_names=list(DECODER_OUTPUTS),
-            dynamic_axes={
-                "input_ids": {0: "batch", 1: "tokens"},
-                "past_key_values": {2: "batch", 4: "past"},
-                "cross_key_values": {2: "batch"},
-                "logits": {0: "batch"},
-                "present_key_values": {2: "batch", 4: "total"},
-            },
             opset_version=opset,
-            dynamo=False,
+            **decoder_axes,
+            **options,
         )
     return encoder_out, decoder_out
