@@ -6,9 +6,11 @@ import concurrent.futures
 import dataclasses
 import importlib
 import os
+import socket
 import sys
 import sysconfig
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -132,3 +134,25 @@ def installation() -> Any:
     if library and (libdir / library).is_file() and libdir not in found.library_paths:
         found = dataclasses.replace(found, library_paths=(*found.library_paths, libdir))
     return found
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on (at the time of asking)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+@contextmanager
+def project_importable(project: SimpleNamespace) -> Iterator[None]:
+    """Let code that imports project modules lazily (``setup``) find them, as inside Triton."""
+    saved = {name: sys.modules.pop(name) for name in PROJECT_MODULES if name in sys.modules}
+    sys.modules.update(vars(project))
+    sys.path.insert(0, str(PROJECT))
+    try:
+        yield
+    finally:
+        sys.path.remove(str(PROJECT))
+        for name in PROJECT_MODULES:
+            sys.modules.pop(name, None)
+        sys.modules.update(saved)
