@@ -392,17 +392,30 @@ def export_onnx(
     spec = network_specs(dims)[network]
     path = Path(onnx_path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    example = example_inputs(network, dims, batch=1)
+    # Two prompts in the example: torch.export specializes dimensions of size 1.
+    example = example_inputs(network, dims, batch=2 if dynamo else 1)
     args = tuple(torch.from_numpy(example[name]) for name in spec.input_names)
-    dynamic_axes = {
-        tensor.name: dict(tensor.dynamic_axes)
-        for tensor in (*spec.inputs, *spec.outputs)
-        if tensor.dynamic_axes
-    }
-    parameter_bytes = sum(parameter.numel() * parameter.element_size() for parameter in module.parameters())
     options: dict[str, Any] = {"dynamo": dynamo, "opset_version": max(opset, 18) if dynamo else opset}
     if dynamo:
+        symbols: dict[str, Any] = {}
+        options["dynamic_shapes"] = {
+            tensor.name: {
+                axis: symbols.setdefault(label, torch.export.Dim(label))
+                for axis, label in tensor.dynamic_axes
+            }
+            or None
+            for tensor in spec.inputs
+        }
+        parameter_bytes = sum(
+            parameter.numel() * parameter.element_size() for parameter in module.parameters()
+        )
         options["external_data"] = parameter_bytes >= 2**31 - 2**27
+    else:
+        options["dynamic_axes"] = {
+            tensor.name: dict(tensor.dynamic_axes)
+            for tensor in (*spec.inputs, *spec.outputs)
+            if tensor.dynamic_axes
+        }
     with torch.no_grad():
         torch.onnx.export(
             module,
@@ -410,7 +423,6 @@ def export_onnx(
             str(path),
             input_names=spec.input_names,
             output_names=spec.output_names,
-            dynamic_axes=dynamic_axes,
             do_constant_folding=True,
             **options,
         )

@@ -254,9 +254,16 @@ class TextToImagePipeline:
             raise ValueError(f"max_steps must be within [1, {train_steps}], got {settings.max_steps}")
         if settings.max_batch_size < 1:
             raise ValueError(f"max_batch_size must be at least 1, got {settings.max_batch_size}")
-        scheduler_key(settings.scheduler)
-        defaults = GenerationRequest(prompt="")
-        self.resolve(defaults)
+        try:
+            scheduler_key(settings.scheduler)
+        except KeyError:
+            raise ValueError(
+                f"unknown scheduler {settings.scheduler!r}; expected one of {', '.join(SCHEDULERS)}"
+            ) from None
+        try:
+            self.resolve(GenerationRequest(prompt=""))
+        except RequestError as error:
+            raise ValueError(f"the default settings do not make a valid request: {error}") from error
 
     # ----------------------------------------------------------------------------------------------------------
     # validation
