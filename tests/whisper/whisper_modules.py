@@ -13,7 +13,7 @@ from pathlib import Path
 from types import ModuleType
 
 MODEL_DIR = Path(__file__).resolve().parents[2] / "models" / "whisper"
-MODULE_NAMES = ("features", "decoding", "convert_ct2", "tiny_random", "networks")
+MODULE_NAMES = ("features", "decoding", "convert_ct2", "tiny_random", "networks", "transcriber")
 
 
 def _load() -> dict[str, ModuleType]:
@@ -34,3 +34,4 @@ decoding = _MODULES["decoding"]
 convert_ct2 = _MODULES["convert_ct2"]
 tiny_random = _MODULES["tiny_random"]
 networks = _MODULES["networks"]
+transcriber = _MODULES["transcriber"]
