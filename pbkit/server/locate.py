@@ -2,6 +2,7 @@
 
 Two installations are supported, tried in this order:
 
+0. the binary named by ``$PBKIT_TRITONSERVER``, if set;
 1. ``tritonserver`` on ``PATH`` (the NGC container: backends live in ``/opt/tritonserver/backends``);
 2. the server bundled in the ``nvidia-pytriton`` wheel (``site-packages/pytriton/tritonserver``).
 
@@ -27,6 +28,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 __all__ = [
+    "TRITONSERVER_ENV",
     "TritonInstallation",
     "TritonNotFoundError",
     "locate_tritonserver",
@@ -39,6 +41,8 @@ _INSTALL_HINT = (
     "where `tritonserver` is on PATH."
 )
 _STUB_NAME = "triton_python_backend_stub"
+#: Environment variable naming a tritonserver binary to use instead of searching.
+TRITONSERVER_ENV = "PBKIT_TRITONSERVER"
 _BACKEND_FILES = ("libtriton_python.so", "triton_python_backend_utils.py")
 
 
@@ -79,10 +83,13 @@ def _prepend_paths(paths: tuple[Path, ...], current: str) -> str:
 
 
 def locate_tritonserver(executable: str | os.PathLike[str] | None = None) -> TritonInstallation:
-    """Find a tritonserver: ``executable`` if given, else ``tritonserver`` on PATH, else the nvidia-pytriton wheel.
+    """Find a tritonserver: ``executable`` if given, else ``$PBKIT_TRITONSERVER``, else ``tritonserver``
+    on PATH, else the nvidia-pytriton wheel.
 
     Raises :class:`TritonNotFoundError` with installation advice when none is usable.
     """
+    if executable is None and os.environ.get(TRITONSERVER_ENV):
+        executable = os.environ[TRITONSERVER_ENV]
     if executable is not None:
         path = Path(executable)
         if not (path.is_file() and os.access(path, os.X_OK)):

@@ -239,8 +239,19 @@ def _stop_all_at_exit() -> None:
 class TritonProcess:
     """One tritonserver on ``repository``; see the module docstring for the process and stop semantics.
 
-    ``log_file`` receives the complete log; ``on_log_line`` is called with each line (without newline)
-    from a reader thread. Use as a context manager or call :meth:`start` / :meth:`stop`.
+    * The three endpoints bind ``host`` (default 127.0.0.1) on the given ports.
+    * ``explicit=True`` selects ``--model-control-mode=explicit`` and loads every model
+      (``--load-model=*``); ``load_models`` loads only those (and implies explicit mode).
+    * ``log_verbose`` is ``--log-verbose``; ``extra_args`` are appended to the command line.
+    * ``log_file`` receives the complete log; ``on_log_line`` is called with each line (without
+      newline) from a reader thread; :meth:`log_text` always has it all.
+    * ``stop_grace``: seconds :meth:`stop` waits after SIGINT before SIGKILL.
+    * ``die_with_parent``: tritonserver gets SIGKILL when the *thread* that started it ends (Linux
+      ``PR_SET_PDEATHSIG``), so a crashed test run leaves no server; turn it off when starting from a
+      short-lived thread.
+
+    Use as a context manager (start, wait until ready, stop) or call :meth:`start`,
+    :meth:`wait_ready` and :meth:`stop`.
     """
 
     def __init__(

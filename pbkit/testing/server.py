@@ -50,6 +50,7 @@ import re
 import socket
 import threading
 import time
+import weakref
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any, Literal
@@ -71,7 +72,7 @@ __all__ = [
     "find_free_ports",
 ]
 
-Protocol = Literal["grpc", "http"]
+ProtocolName = Literal["grpc", "http"]
 PROTOCOLS: tuple[str, ...] = ("grpc", "http")
 #: Seconds a client call may take unless told otherwise.
 DEFAULT_TIMEOUT = 120.0
@@ -221,7 +222,7 @@ class TritonServerClient:
     """
 
     def __init__(
-        self, server: TritonServer, protocol: str = "grpc", timeout: float = DEFAULT_TIMEOUT
+        self, server: TritonServer, protocol: ProtocolName | str = "grpc", timeout: float = DEFAULT_TIMEOUT
     ) -> None:
         if protocol not in PROTOCOLS:
             raise ValueError(f"protocol must be one of {PROTOCOLS}, got {protocol!r}")
@@ -233,7 +234,9 @@ class TritonServerClient:
         self._clients_lock = threading.Lock()
 
     # ---------------------------------------------------------------- views
-    def client(self, protocol: str | None = None, *, timeout: float | None = None) -> TritonServerClient:
+    def client(
+        self, protocol: ProtocolName | str | None = None, *, timeout: float | None = None
+    ) -> TritonServerClient:
         """A view of the same server speaking ``protocol`` (``"grpc"`` or ``"http"``)."""
         return TritonServerClient(
             self._server, protocol or self.protocol, self.timeout if timeout is None else timeout
@@ -567,7 +570,7 @@ class TritonServer(TritonServerClient):
         self,
         repository: str | os.PathLike[str],
         *,
-        protocol: str = "grpc",
+        protocol: ProtocolName | str = "grpc",
         timeout: float = DEFAULT_TIMEOUT,
         explicit: bool = False,
         load_models: Sequence[str] | None = None,
@@ -597,7 +600,7 @@ class TritonServer(TritonServerClient):
         }
         self.startup_timeout = startup_timeout
         self._process: TritonProcess | None = None
-        self._views: list[TritonServerClient] = []
+        self._views: weakref.WeakSet[TritonServerClient] = weakref.WeakSet()
 
     @property
     def http_address(self) -> str:
@@ -615,10 +618,12 @@ class TritonServer(TritonServerClient):
         """Whether tritonserver is up."""
         return self._process is not None and self._process.is_running()
 
-    def client(self, protocol: str | None = None, *, timeout: float | None = None) -> TritonServerClient:
+    def client(
+        self, protocol: ProtocolName | str | None = None, *, timeout: float | None = None
+    ) -> TritonServerClient:
         """A view of this server speaking ``protocol`` (``"grpc"`` or ``"http"``)."""
         view = super().client(protocol, timeout=timeout)
-        self._views.append(view)
+        self._views.add(view)
         return view
 
     def start(self, attempts: int = 3) -> TritonServer:
@@ -650,7 +655,7 @@ class TritonServer(TritonServerClient):
 
     def stop(self) -> int | None:
         """Stop tritonserver and its stubs (see :meth:`TritonProcess.stop`); returns its exit status."""
-        for view in [*self._views, self]:
+        for view in [*list(self._views), self]:
             view.close()
         if self._process is None:
             return None

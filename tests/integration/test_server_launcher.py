@@ -7,6 +7,7 @@ fail_execute (raises, or answers an error with a chosen code) and broken_init (i
 
 from __future__ import annotations
 
+import io
 import os
 import queue
 import re
@@ -23,8 +24,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from pbkit.server.locate import locate_tritonserver
+import pbkit.server.locate as locate_module
+from pbkit.server.locate import TritonNotFoundError, locate_tritonserver, prepare_pytriton_backends
 from pbkit.server.process import TritonProcess, TritonStartError, find_stub_processes
+from pbkit.server.serve import EXIT_NOT_FOUND, serve_repository
 from pbkit.testing.client import InferError, TritonClient
 from pbkit.testing.server import (
     DEFAULT_TIMEOUT,
@@ -101,6 +104,60 @@ def test_locate_prepares_backend_folder_and_environment() -> None:
         assert env["LD_LIBRARY_PATH"].split(os.pathsep)[-1] == "/opt/lib"
         # Located twice, the same prepared folder is reused.
         assert locate_tritonserver().backend_directory == install.backend_directory
+
+
+def test_missing_tritonserver_says_how_to_install(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv(locate_module.TRITONSERVER_ENV, raising=False)
+    monkeypatch.setattr(locate_module.shutil, "which", lambda name: None)
+    monkeypatch.setattr(locate_module, "_pytriton_package_dir", lambda: None)
+    with pytest.raises(TritonNotFoundError, match="pip install nvidia-pytriton"):
+        locate_tritonserver()
+    monkeypatch.setenv(locate_module.TRITONSERVER_ENV, "/nonexistent/tritonserver")
+    with pytest.raises(TritonNotFoundError, match="/nonexistent/tritonserver is not an executable"):
+        locate_tritonserver()
+    output = io.StringIO()
+    assert serve_repository(REPO, out=output) == EXIT_NOT_FOUND
+    assert "pip install nvidia-pytriton" in output.getvalue()
+
+
+def test_serve_missing_repository(tmp_path: Path) -> None:
+    output = io.StringIO()
+    assert serve_repository(tmp_path / "absent", out=output) == EXIT_NOT_FOUND
+    assert "does not exist" in output.getvalue()
+
+
+def _fake_pytriton(root: Path, stub_versions: list[str]) -> Path:
+    package = root / "site-packages" / "pytriton"
+    python_backend = package / "tritonserver" / "backends" / "python"
+    python_backend.mkdir(parents=True)
+    for name in ("libtriton_python.so", "triton_python_backend_utils.py"):
+        (python_backend / name).write_text(name)
+    for version in stub_versions:
+        stub_dir = package / "tritonserver" / "python_backend_stubs" / version
+        stub_dir.mkdir(parents=True)
+        (stub_dir / "triton_python_backend_stub").write_text(version)
+    return package
+
+
+def test_backend_folder_is_prepared_once_and_repaired(tmp_path: Path) -> None:
+    running = f"{sys.version_info.major}.{sys.version_info.minor}"
+    package = _fake_pytriton(tmp_path, ["3.8", running])
+    cache = tmp_path / "cache"
+    folder = prepare_pytriton_backends(package, version="9.9", cache_root=cache)
+    assert folder.parent == cache and f"py{running}" in folder.name and "9.9" in folder.name
+    stub = folder / "python" / "triton_python_backend_stub"
+    assert stub.read_text() == running
+    assert prepare_pytriton_backends(package, version="9.9", cache_root=cache) == folder
+    assert [entry.name for entry in cache.iterdir()] == [folder.name], "no staging folder is left behind"
+    stub.unlink()
+    assert prepare_pytriton_backends(package, version="9.9", cache_root=cache) == folder
+    assert stub.read_text() == running
+
+
+def test_backend_folder_needs_a_stub_for_this_python(tmp_path: Path) -> None:
+    package = _fake_pytriton(tmp_path, ["3.8"])
+    with pytest.raises(TritonNotFoundError, match=r"no Python-backend stub for Python .*it has: 3\.8"):
+        prepare_pytriton_backends(package, cache_root=tmp_path / "cache")
 
 
 def test_startup_failure_is_reported_with_log_tail() -> None:
