@@ -1,14 +1,19 @@
-"""Export the embedding encoder to ONNX for the submodel's ``Onnx("onnx/model.onnx")`` variant.
+"""Export the embedding encoder to ONNX, for the submodel's ``Onnx("onnx/model.onnx")`` variant.
 
-Usage::
+From the command line, with pbkit's exporter (it checks ONNX Runtime against torch)::
+
+    pbkit export models/ensemble_embedding/export_onnx.py:encoder_target \\
+        --format onnx --exporter torchscript --no-repositories
+
+or, to choose the checkpoint (it must be the one the served tokenizer uses)::
 
     python models/ensemble_embedding/export_onnx.py [--checkpoint DIR] [--output PATH]
 
-It traces :class:`network.TrimmedEncoder` (the same module the Python variant runs) with
-torch's TorchScript-based ONNX exporter, keeping the batch and sequence axes dynamic and the
-trim to the longest real sentence inside the graph, then checks ONNX Runtime against torch
-on a few sentences. The checkpoint defaults to the packaged all-MiniLM-L6-v2; the served
-tokenizer must use the same checkpoint. Build with ``--variant onnx`` to serve the file.
+The traced module is :class:`network.TrimmedEncoder`, the one the Python variant runs, so
+the graph trims each batch to its longest real sentence too. That cut depends on the data
+(the attention mask), which ``torch.export`` cannot express through transformers' attention
+code; the TorchScript-based exporter records it as a dynamic ``Slice``, hence
+``--exporter torchscript``. Torch and transformers are imported only when exporting.
 """
 
 from __future__ import annotations
@@ -18,94 +23,78 @@ import sys
 import warnings
 from collections.abc import Sequence
 from pathlib import Path
-
-import numpy as np
+from typing import Any
 
 HERE = Path(__file__).resolve().parent
-INPUT_NAMES = ("input_ids", "attention_mask", "token_type_ids")
-#: Different lengths on purpose: the example batch must contain padding, or the exporter
-#: may record transformers' "no padding, skip the mask" shortcut as the only path.
+#: Of different lengths on purpose: the example batch must hold padding, or the trace could
+#: record transformers' "no padding, no mask" shortcut as the only path.
 EXAMPLE_SENTENCES = (
     "A short one.",
     "A somewhat longer example sentence, so that the batch holds padding.",
     "Ünïcödé, 中文 and emoji 🙂 too.",
 )
+#: Batches whose longest sentence differs from the example's: the cut must follow them.
+CHECK_BATCHES = (
+    ("x",),
+    ("A sentence.", "word " * 600),
+    ("Another batch, another longest length.", "Two."),
+)
 
 
-def export(checkpoint: str, output: Path, opset: int = 17, tolerance: float = 1e-4) -> float:
-    """Write the ONNX file and return the largest |ORT - torch| difference over real tokens."""
-    import torch
+def encoder_target(checkpoint: str = "") -> Any:
+    """What ``pbkit export`` exports: the trimmed encoder, its submodel and example token ids."""
+    from pbkit.export import ExportTarget
+
+    if str(HERE) not in sys.path:
+        sys.path.insert(0, str(HERE))
+    from common import EMBEDDING_DIM, max_seq_length, resolve_checkpoint
+    from encoder import TOKEN_INPUTS, encoder
+    from network import load_encoder
     from transformers import AutoTokenizer
 
-    sys.path.insert(0, str(HERE))
-    from common import EMBEDDING_DIM, max_seq_length, resolve_checkpoint
-    from network import load_encoder
-
     path = resolve_checkpoint(checkpoint)
-    network = load_encoder(path, EMBEDDING_DIM)
     tokenizer = AutoTokenizer.from_pretrained(str(path))
     length = max_seq_length(path, tokenizer.model_max_length)
-    example = tokenizer(
-        list(EXAMPLE_SENTENCES),
-        padding="max_length",
-        truncation=True,
-        max_length=length,
-        return_token_type_ids=True,
-        return_tensors="pt",
-    )
-    args = tuple(example[name] for name in INPUT_NAMES)
-    dynamic = {name: {0: "batch", 1: "sequence"} for name in INPUT_NAMES}
-    dynamic["last_hidden_state"] = {0: "batch", 1: "longest"}
-    output.parent.mkdir(parents=True, exist_ok=True)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # tracer notes about Python-side constants in transformers
-        torch.onnx.export(
-            network,
-            args,
-            str(output),
-            input_names=list(INPUT_NAMES),
-            output_names=["last_hidden_state"],
-            dynamic_axes=dynamic,
-            opset_version=opset,
-            do_constant_folding=True,
-            dynamo=False,
-        )
-    difference = check(output, network, tokenizer, length)
-    if difference > tolerance:
-        raise RuntimeError(f"ONNX Runtime differs from torch by {difference:.2e} (> {tolerance:g})")
-    return difference
 
-
-def check(output: Path, network: object, tokenizer: object, length: int) -> float:
-    """Largest |ORT - torch| over real tokens, for batches of one and of several lengths."""
-    import onnxruntime
-    import torch
-
-    session = onnxruntime.InferenceSession(str(output), providers=["CPUExecutionProvider"])
-    batches = [
-        ["x"],
-        [*EXAMPLE_SENTENCES, "word " * (2 * length)],
-        ["Another batch, another longest length."],
-    ]
-    worst = 0.0
-    for sentences in batches:
-        encoded = tokenizer(  # type: ignore[operator]
-            sentences,
+    def tokens(sentences: Sequence[str]) -> dict[str, Any]:
+        encoded = tokenizer(
+            list(sentences),
             padding="max_length",
             truncation=True,
             max_length=length,
             return_token_type_ids=True,
-            return_tensors="np",
+            return_tensors="pt",
         )
-        feed = {name: encoded[name].astype(np.int64) for name in INPUT_NAMES}
-        (got,) = session.run(["last_hidden_state"], feed)
-        with torch.inference_mode():
-            want = network(*(torch.from_numpy(feed[name]) for name in INPUT_NAMES)).numpy()  # type: ignore[operator]
-        if got.shape != want.shape:
-            raise RuntimeError(f"ONNX output shape {got.shape} differs from torch's {want.shape}")
-        mask = feed["attention_mask"][:, : got.shape[1], np.newaxis]
-        worst = max(worst, float(np.abs((got - want) * mask).max()))
-    return worst
+        return {name: encoded[name] for name in TOKEN_INPUTS}
+
+    return ExportTarget(
+        module=load_encoder(path, EMBEDDING_DIM),
+        submodel=encoder,
+        example_inputs=tokens(EXAMPLE_SENTENCES),
+        check_inputs=[tokens(batch) for batch in CHECK_BATCHES],
+    )
+
+
+def export(checkpoint: str = "", output: Path | None = None) -> Any:
+    """Export and check; returns pbkit's ExportReport (raises ParityError if ORT disagrees)."""
+    from pbkit.export import declared_path, export_onnx
+
+    target = encoder_target(checkpoint)
+    path = output if output is not None else declared_path(target.submodel, "onnx")
+    with warnings.catch_warnings():
+        # The tracer notes Python-side branches in transformers' masking code; both are
+        # decided by shapes the trim keeps equal, and the parity checks cover other lengths.
+        warnings.filterwarnings("ignore", message="Converting a tensor to a Python boolean")
+        warnings.filterwarnings("ignore", message="Exporting aten::index operator")
+        return export_onnx(
+            target.module,
+            target.submodel,
+            target.example_inputs,
+            path=path,
+            check_inputs=target.check_inputs,
+            exporter="torchscript",
+            opset=17,
+        )
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -113,13 +102,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument(
         "--checkpoint", default="", help="Hugging Face model folder (default: all-MiniLM-L6-v2)"
     )
-    parser.add_argument(
-        "--output", type=Path, default=HERE / "onnx" / "model.onnx", help="ONNX file (default: %(default)s)"
-    )
-    parser.add_argument("--opset", type=int, default=17, help="ONNX opset (default: %(default)s)")
+    parser.add_argument("--output", type=Path, help="ONNX file (default: the variant's onnx/model.onnx)")
     args = parser.parse_args(argv)
-    difference = export(args.checkpoint, args.output, opset=args.opset)
-    print(f"wrote {args.output} (ONNX Runtime vs torch: max |diff| {difference:.1e})")
+    print(export(args.checkpoint, args.output).summary())
     return 0
 
 

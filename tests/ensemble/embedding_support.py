@@ -17,6 +17,8 @@ from typing import Any
 
 import numpy as np
 
+import pbkit
+
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -156,3 +158,20 @@ def project_importable(project: SimpleNamespace) -> Iterator[None]:
         for name in PROJECT_MODULES:
             sys.modules.pop(name, None)
         sys.modules.update(saved)
+
+
+def context(name: str, **parameters: str) -> pbkit.SetupContext:
+    return pbkit.SetupContext(
+        model_name=name,
+        model_version=1,
+        instance_name=f"{name}_0",
+        instance_kind="CPU",
+        device_id=0,
+        model_dir=PROJECT,
+        config={},
+        parameters=parameters,
+    )
+
+
+def texts(sentences: list[str] | tuple[str, ...]) -> np.ndarray:
+    return np.array([[s.encode("utf-8")] for s in sentences], dtype=object)

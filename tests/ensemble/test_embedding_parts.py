@@ -3,29 +3,18 @@
 from __future__ import annotations
 
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 from types import SimpleNamespace
 
 import numpy as np
 import pytest
-from embedding_support import PROJECT, SENTENCES, assert_matches_reference, project_importable
+from embedding_support import PROJECT, SENTENCES, assert_matches_reference, context, project_importable, texts
 
 import pbkit
 from pbkit.build import BuildError, build
 from pbkit.config.parse import parse_config
-
-
-def context(name: str, **parameters: str) -> pbkit.SetupContext:
-    return pbkit.SetupContext(
-        model_name=name,
-        model_version=1,
-        instance_name=f"{name}_0",
-        instance_kind="CPU",
-        device_id=0,
-        model_dir=PROJECT,
-        config={},
-        parameters=parameters,
-    )
 
 
 @pytest.fixture(scope="module")
@@ -41,10 +30,6 @@ def encoder(project: SimpleNamespace) -> object:
     with project_importable(project):
         model.setup(context("embedding_encoder", checkpoint=""))
     return model
-
-
-def texts(sentences: list[str] | tuple[str, ...]) -> np.ndarray:
-    return np.array([[s.encode("utf-8")] for s in sentences], dtype=object)
 
 
 # ----------------------------------------------------------------------------- declarations
@@ -107,9 +92,23 @@ def test_onnx_variant_is_chosen_only_when_asked(tmp_path: Path) -> None:
     assert (tmp_path / "onnx" / "embedding_encoder" / "1" / "model.onnx").read_bytes().startswith(b"stand-in")
 
 
-def test_client_scripts_stay_out_of_discovery() -> None:
-    # Discovery imports the files that mention the toolkit's name: scripts and the torch network must not.
-    for script in ("query.py", "export_onnx.py", "network.py"):
+def test_discovery_imports_neither_torch_nor_transformers() -> None:
+    code = (
+        "import sys; from pbkit.build.discover import discover; "
+        f"names = discover({str(PROJECT)!r}).names(); "
+        "heavy = [m for m in ('torch', 'transformers', 'onnxruntime', 'sentence_transformers') if m in sys.modules]; "
+        "print(sorted(names), heavy)"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True
+    )
+    names = "['embedding', 'embedding_encoder', 'embedding_pooling', 'embedding_tokenizer']"
+    assert result.stdout.strip() == f"{names} []", result.stderr
+
+
+def test_client_script_stays_out_of_discovery() -> None:
+    # Discovery imports the files that mention the toolkit's name; the client and the torch network must not be.
+    for script in ("query.py", "network.py"):
         assert "pbkit" not in (PROJECT / script).read_text(encoding="utf-8").lower(), script
 
 
