@@ -286,8 +286,16 @@ def reference_outputs(
 ) -> list[dict[str, np.ndarray]]:
     """Torch's outputs for each check set, checked against the declared outputs."""
     references = []
-    for _, tensors in sets:
-        outputs = outputs_by_name(wrapped(*tensors.values()), submodel)
+    for label, tensors in sets:
+        try:
+            result = wrapped(*tensors.values())
+        except ExportError:
+            raise
+        except Exception as exc:
+            raise ExportError(
+                f"the module for submodel '{submodel.name}' fails in torch on the {label}: {type(exc).__name__}: {exc}"
+            ) from exc
+        outputs = outputs_by_name(result, submodel)
         batch = next(iter(tensors.values())).shape[0] if submodel.max_batch_size > 0 else None
         check_reference_outputs(submodel, outputs, batch)
         references.append(outputs)

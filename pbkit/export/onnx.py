@@ -81,7 +81,11 @@ def export_onnx(
     _check_session(session, submodel, axes, target)
     output_names = [o.name for o in session.get_outputs()]
     for (label, tensors), reference in zip(sets, references, strict=True):
-        actual = dict(zip(output_names, session.run(None, tio.numpy_inputs(tensors)), strict=True))
+        try:
+            results = session.run(None, tio.numpy_inputs(tensors))
+        except Exception as exc:
+            raise ExportError(f"ONNX Runtime fails on {target} with the {label}: {exc}") from exc
+        actual = dict(zip(output_names, results, strict=True))
         report.checks.append(
             ParityCheck(label, tio.shapes(tensors), tio.compare(reference, actual, atol, rtol))
         )
@@ -139,6 +143,7 @@ def _export(
             with contextlib.redirect_stdout(log), warnings.catch_warnings():
                 warnings.simplefilter("ignore", DeprecationWarning)
                 warnings.simplefilter("ignore", FutureWarning)
+                warnings.filterwarnings("ignore", message=r".*axis name.*will not be used")
                 if kind == "dynamo":
                     dims: dict[str, Any] = {}
                     shapes = {

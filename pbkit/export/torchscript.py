@@ -74,12 +74,11 @@ def export_torchscript(
             f"forward takes {arguments}, not the declared input names, so Triton passes inputs by position"
         )
     for (label, tensors), reference in zip(sets, references, strict=True):
-        with torch.no_grad():
-            result = loaded(*(t.cpu() for t in tensors.values()))
         try:
-            actual = tio.outputs_by_name(result, submodel)
-        except ExportError as exc:
-            raise ExportError(f"{path}: {exc}") from exc
+            with torch.no_grad():
+                actual = tio.outputs_by_name(loaded(*(t.cpu() for t in tensors.values())), submodel)
+        except Exception as exc:
+            raise ExportError(f"the saved TorchScript {path} fails on the {label}: {exc}") from exc
         report.checks.append(
             ParityCheck(label, tio.shapes(tensors), tio.compare(reference, actual, atol, rtol))
         )
