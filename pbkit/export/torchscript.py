@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, Literal
@@ -35,11 +36,28 @@ def export_torchscript(
     doubled (a traced module can freeze a size into the graph) and on each of
     ``check_inputs``, with the same tolerance rule as :func:`~pbkit.export.export_onnx`.
     """
+    with warnings.catch_warnings():
+        # TorchScript is deprecated in recent torch, but it is what Triton's PyTorch backend loads.
+        warnings.simplefilter("ignore", DeprecationWarning)
+        return _export_torchscript(
+            module, submodel, example_inputs, Path(path), method, check_inputs, atol, rtol
+        )
+
+
+def _export_torchscript(
+    module: Any,
+    submodel: Submodel,
+    example_inputs: Mapping[str, Any],
+    path: Path,
+    method: str,
+    check_inputs: Sequence[Mapping[str, Any]],
+    atol: float,
+    rtol: float,
+) -> ExportReport:
     import torch
 
     from . import _torch_io as tio
 
-    path = Path(path)
     sets = tio.check_sets(submodel, example_inputs, check_inputs)
     wrapped = tio.adapter(module, submodel)
     with tio.evaluation_mode(module):
