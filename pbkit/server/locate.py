@@ -10,8 +10,10 @@ The wheel ships one Python-backend stub per Python version, outside the backend 
 folder ``<cache>/python/`` is assembled once (symlinks to ``libtriton_python.so``,
 ``triton_python_backend_utils.py`` and the stub matching the running interpreter) under
 ``$XDG_CACHE_HOME/pbkit/`` and reused. The wheel's shared libraries (``nvidia_pytriton.libs``) go on
-``LD_LIBRARY_PATH`` and the running interpreter's ``bin/`` goes first on ``PATH``: the stub embeds
-the Python it finds there, which is how it sees numpy and the rest of the environment.
+``LD_LIBRARY_PATH``, followed by the folder of the running interpreter's shared ``libpython`` (so the
+stub embeds that library rather than the system's), and the running interpreter's ``bin/`` goes first on
+``PATH``: the stub takes its ``sys.prefix`` from the Python it finds there, which is how it sees numpy
+and the rest of the environment.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ import importlib.util
 import os
 import shutil
 import sys
+import sysconfig
 import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -156,9 +159,25 @@ def _pytriton_installation(pytriton_dir: Path) -> TritonInstallation:
         source="pytriton",
         version=version,
         cache_directory=caches if caches.is_dir() else None,
-        library_paths=(libs,) if libs.is_dir() else (),
+        library_paths=tuple(
+            path for path in (libs, _interpreter_library_dir()) if path is not None and path.is_dir()
+        ),
         executable_paths=(Path(sys.executable).parent,),
     )
+
+
+def _interpreter_library_dir() -> Path | None:
+    """The folder holding the running interpreter's shared ``libpython``, if it has one.
+
+    The stub links ``libpython3.X.so.1.0``; without this folder on the library path it loads the
+    system's copy, which may not match the interpreter whose standard library it then uses (pyenv,
+    conda): extension modules such as ``_ssl`` then fail with undefined symbols.
+    """
+    library = sysconfig.get_config_var("INSTSONAME") or sysconfig.get_config_var("LDLIBRARY")
+    directory = sysconfig.get_config_var("LIBDIR")
+    if not (library and directory and sysconfig.get_config_var("Py_ENABLE_SHARED")):
+        return None
+    return Path(directory) if (Path(directory) / library).is_file() else None
 
 
 def _cache_root() -> Path:

@@ -2,7 +2,8 @@
 
 The fixture repository tests/fixtures/launcher/repo holds plain Python-backend models:
 add_sub (batched FP32), echo_bytes (BYTES in/out), repeat (decoupled), slow (sleeps),
-fail_execute (raises, or answers an error with a chosen code) and broken_init (initialize raises).
+fail_execute (raises, or answers an error with a chosen code), env_probe (reports the stub's
+Python) and broken_init (initialize raises).
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import queue
 import re
 import signal
 import socket
+import ssl
 import subprocess
 import sys
 import threading
@@ -42,7 +44,7 @@ pytestmark = pytest.mark.server
 
 REPO = Path(__file__).resolve().parents[1] / "fixtures" / "launcher" / "repo"
 PROTOCOLS = ("grpc", "http")
-ALL_MODELS = {"add_sub", "broken_init", "echo_bytes", "fail_execute", "repeat", "slow"}
+ALL_MODELS = {"add_sub", "broken_init", "echo_bytes", "env_probe", "fail_execute", "repeat", "slow"}
 
 
 @pytest.fixture(scope="module")
@@ -210,6 +212,15 @@ def test_is_model_ready(server: TritonServer, protocol: str) -> None:
     assert not view.is_model_ready("add_sub", version=2)
     assert not view.is_model_ready("broken_init")
     assert not view.is_model_ready("no_such_model")
+
+
+def test_stub_runs_this_interpreter(server: TritonServer) -> None:
+    # The stub takes sys.prefix from the first python on PATH and must embed this interpreter's own
+    # libpython: with the system's copy, `import ssl` fails with undefined symbols under pyenv/conda.
+    result = server.infer("env_probe", {"X": np.zeros(1, np.float32)})
+    assert result["PREFIX"][0].decode() == sys.prefix
+    assert result["VERSION"][0].decode() == sys.version
+    assert result["OPENSSL"][0].decode() == ssl.OPENSSL_VERSION
 
 
 def test_endpoints_and_log(server: TritonServer) -> None:
@@ -594,7 +605,7 @@ def test_serve_repository_stops_everything_on_signal(stop_signal: signal.Signals
             text,
             re.MULTILINE,
         )
-        assert "5 of 6 model(s) ready." in text
+        assert f"{len(ALL_MODELS) - 1} of {len(ALL_MODELS)} model(s) ready." in text
         assert "Started GRPCInferenceService" in text, "server logs are streamed"
 
         serving.send_signal(stop_signal)
