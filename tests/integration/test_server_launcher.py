@@ -29,7 +29,7 @@ import pytest
 import pbkit.server.locate as locate_module
 from pbkit.server.locate import TritonNotFoundError, locate_tritonserver, prepare_pytriton_backends
 from pbkit.server.process import TritonProcess, TritonStartError, find_stub_processes
-from pbkit.server.serve import EXIT_NOT_FOUND, serve_repository
+from pbkit.server.serve import EXIT_FAILED, EXIT_NOT_FOUND, serve_repository
 from pbkit.testing.client import InferError, TritonClient
 from pbkit.testing.server import (
     DEFAULT_TIMEOUT,
@@ -620,3 +620,42 @@ def test_serve_repository_stops_everything_on_signal(stop_signal: signal.Signals
     assert output[-1] == "pbkit: stopped"
     assert not pid_alive(server_pid)
     assert not any(pid_alive(pid) for pid in stub_pids)
+
+
+def test_serve_repository_reports_a_server_that_dies() -> None:
+    # Called off the main thread, serve_repository installs no signal handlers and stops on stop_event.
+    http, grpc, metrics = find_free_ports(3)
+    output = io.StringIO()
+    stop = threading.Event()
+    result: list[int] = []
+    serving = threading.Thread(
+        target=lambda: result.append(
+            serve_repository(
+                REPO,
+                http_port=http,
+                grpc_port=grpc,
+                metrics_port=metrics,
+                load_models=["add_sub"],
+                stream_logs=False,
+                out=output,
+                stop_event=stop,
+            )
+        )
+    )
+    serving.start()
+    try:
+        deadline = time.monotonic() + 120
+        while "Press Ctrl-C to stop." not in output.getvalue():
+            assert serving.is_alive() and time.monotonic() < deadline, output.getvalue()
+            time.sleep(0.2)
+        server_pid = int(re.search(r"tritonserver is ready \(pid (\d+)", output.getvalue()).group(1))  # type: ignore[union-attr]
+        stub_pids = children_of(server_pid)
+        assert len(stub_pids) == 1
+        os.kill(server_pid, signal.SIGKILL)
+        serving.join(timeout=60)
+    finally:
+        stop.set()
+        serving.join(timeout=60)
+    assert result == [EXIT_FAILED]
+    assert "tritonserver exited by itself with status -9" in output.getvalue()
+    assert not any(pid_alive(pid) for pid in [server_pid, *stub_pids])
