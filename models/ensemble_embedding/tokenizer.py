@@ -1,17 +1,19 @@
 """Tokenizer step: UTF-8 text in, token ids padded to one fixed length out.
 
 Why a fixed length: Triton's dynamic batcher groups requests only when their variable-size
-inputs have the same shape (unless an input allows ragged batches, which the ONNX Runtime
-and Python encoders could not consume as such). Each request here is one sentence, so
+inputs have the same shape. (Ragged batching would instead hand the encoder one flat
+concatenation of all token ids, which a transformer graph in ONNX Runtime cannot take as it
+is.) Each request here is one sentence, so
 padding to "the longest in this call" would give every tokenizer call its own length and
 the encoder could rarely group requests. Padding every sentence to the checkpoint's
 ``max_seq_length`` (256 for all-MiniLM-L6-v2) gives every request the same shape, so the
 encoder and the pooling step batch freely, and truncation is exactly sentence-transformers'.
 
 The cost of the fixed length is paid back by the encoder, which trims each batch to its
-longest real sentence before running (see ``network.py``): on this project's 2-core CPU a
-batch of 32 short sentences took 2.4 s at a full 256 tokens and 0.07 s trimmed. The
-``max_length`` parameter overrides the length (empty: the checkpoint's own).
+longest real sentence before running (see ``network.py``). CPU time on one thread for a
+batch of 32 sentences of 19 tokens: 3.1 s padded to 256, 0.60 s padded to 64, 0.17 s padded
+to 256 and trimmed. The ``max_length`` parameter overrides the length (empty: the
+checkpoint's own).
 """
 
 from __future__ import annotations
