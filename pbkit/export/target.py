@@ -98,7 +98,12 @@ def load_targets(reference: str) -> list[ExportTarget]:
         factory = getattr(module, factory_name, None)
         if not callable(factory):
             raise ExportError(f"{module_ref} has no function {factory_name!r}")
-        produced = factory()
+        try:
+            produced = factory()
+        except ExportError:
+            raise
+        except Exception as exc:
+            raise ExportError(f"{reference} raised {type(exc).__name__}: {exc}") from exc
     finally:
         sys.path.remove(folder)
     return _as_targets(produced, reference)

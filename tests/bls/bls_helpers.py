@@ -2,9 +2,18 @@
 
 from __future__ import annotations
 
+import shutil
 import stat
 import sys
 from pathlib import Path
+
+FIXTURE = Path(__file__).resolve().parents[1] / "fixtures" / "bls_project"
+
+
+def copy_project(destination: Path) -> Path:
+    """A copy of the BLS test project (without exports or caches) at ``destination``."""
+    shutil.copytree(FIXTURE, destination, ignore=shutil.ignore_patterns("__pycache__", "exported"))
+    return destination
 
 
 class FakeTrtexec:
@@ -31,3 +40,19 @@ class FakeTrtexec:
     def argv(self) -> list[str]:
         """The arguments of the last call."""
         return self.path.with_name("argv.txt").read_text().splitlines()
+
+
+PROJECT_MODULES = ("bls_networks", "bls_submodels", "bls_orchestrators", "bls_export")
+
+
+class IsolatedModules:
+    """Keep the test project's top-level modules out of ``sys.modules`` once the block ends."""
+
+    def __enter__(self) -> IsolatedModules:
+        self.saved = {name: sys.modules.pop(name) for name in PROJECT_MODULES if name in sys.modules}
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        for name in PROJECT_MODULES:
+            sys.modules.pop(name, None)
+        sys.modules.update(self.saved)

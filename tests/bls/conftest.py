@@ -3,23 +3,13 @@
 from __future__ import annotations
 
 import importlib
-import shutil
 import sys
 from collections.abc import Iterator
 from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
-from bls_helpers import FakeTrtexec
-
-FIXTURE = Path(__file__).resolve().parents[1] / "fixtures" / "bls_project"
-MODULES = ("bls_networks", "bls_submodels", "bls_orchestrators", "bls_export")
-
-
-def copy_project(destination: Path) -> Path:
-    """A copy of the BLS test project (without exports or caches) at ``destination``."""
-    shutil.copytree(FIXTURE, destination, ignore=shutil.ignore_patterns("__pycache__", "exported"))
-    return destination
+from bls_helpers import PROJECT_MODULES, FakeTrtexec, IsolatedModules, copy_project
 
 
 @pytest.fixture
@@ -31,16 +21,13 @@ def project(tmp_path: Path) -> Path:
 @pytest.fixture
 def bls(project: Path) -> Iterator[SimpleNamespace]:
     """The project's modules, imported from the copy (``bls.networks``, ``bls.submodels``, ...)."""
-    saved = {name: sys.modules.pop(name) for name in MODULES if name in sys.modules}
-    sys.path.insert(0, str(project))
-    try:
-        modules = {name.removeprefix("bls_"): importlib.import_module(name) for name in MODULES}
-        yield SimpleNamespace(folder=project, **modules)
-    finally:
-        sys.path.remove(str(project))
-        for name in MODULES:
-            sys.modules.pop(name, None)
-        sys.modules.update(saved)
+    with IsolatedModules():
+        sys.path.insert(0, str(project))
+        try:
+            modules = {name.removeprefix("bls_"): importlib.import_module(name) for name in PROJECT_MODULES}
+            yield SimpleNamespace(folder=project, **modules)
+        finally:
+            sys.path.remove(str(project))
 
 
 @pytest.fixture
