@@ -173,6 +173,8 @@ def serve_repository(
 def _banner(process: TritonProcess, install: TritonInstallation, states: Sequence[ModelState]) -> str:
     origin = f"nvidia-pytriton {install.version}" if install.source == "pytriton" else str(install.executable)
     ready = sum(state.ready for state in states)
+    loaded = sum(bool(state.state) for state in states)
+    not_loaded = len(states) - loaded
     lines = [
         "",
         f"pbkit: tritonserver is ready (pid {process.pid}, {origin})",
@@ -182,7 +184,7 @@ def _banner(process: TritonProcess, install: TritonInstallation, states: Sequenc
         "",
         format_model_table(states) if states else "(the repository has no models)",
         "",
-        f"{ready} of {len(states)} model(s) ready.",
+        f"{ready} of {loaded} model(s) ready" + (f", {not_loaded} not loaded." if not_loaded else "."),
     ]
     failures = _describe_failures(states)
     if failures:

@@ -564,13 +564,21 @@ def _read_lines(stream: object, lines: queue.Queue[str]) -> None:
         lines.put(line.rstrip("\n"))
 
 
-@pytest.mark.parametrize("stop_signal", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
-def test_serve_repository_stops_everything_on_signal(stop_signal: signal.Signals) -> None:
+@pytest.mark.parametrize(
+    ("stop_signal", "load_models"),
+    [(signal.SIGINT, None), (signal.SIGTERM, ["add_sub", "broken_init"])],
+    ids=["SIGINT-all-models", "SIGTERM-explicit-two"],
+)
+def test_serve_repository_stops_everything_on_signal(
+    stop_signal: signal.Signals, load_models: list[str] | None
+) -> None:
     http, grpc, metrics = find_free_ports(3)
     code = (
         "import sys; from pbkit.server.serve import serve_repository; "
-        f"sys.exit(serve_repository({str(REPO)!r}, http_port={http}, grpc_port={grpc}, metrics_port={metrics}))"
+        f"sys.exit(serve_repository({str(REPO)!r}, http_port={http}, grpc_port={grpc}, metrics_port={metrics}, "
+        f"load_models={load_models!r}))"
     )
+    loaded = ALL_MODELS if load_models is None else set(load_models)
     serving = subprocess.Popen(
         [sys.executable, "-c", code],
         stdout=subprocess.PIPE,
@@ -594,7 +602,7 @@ def test_serve_repository_stops_everything_on_signal(stop_signal: signal.Signals
         text = "\n".join(output)
         server_pid = int(re.search(r"tritonserver is ready \(pid (\d+)", text).group(1))  # type: ignore[union-attr]
         stub_pids = children_of(server_pid)
-        assert len(stub_pids) == len(ALL_MODELS) - 1  # one stub per loaded instance; broken_init has none
+        assert len(stub_pids) == len(loaded) - 1  # one stub per loaded instance; broken_init has none
 
         assert f"HTTP     http://127.0.0.1:{http}" in text
         assert f"gRPC     127.0.0.1:{grpc}" in text
@@ -605,7 +613,11 @@ def test_serve_repository_stops_everything_on_signal(stop_signal: signal.Signals
             text,
             re.MULTILINE,
         )
-        assert f"{len(ALL_MODELS) - 1} of {len(ALL_MODELS)} model(s) ready." in text
+        not_loaded = len(ALL_MODELS) - len(loaded)
+        summary = f"{len(loaded) - 1} of {len(loaded)} model(s) ready"
+        assert summary + (f", {not_loaded} not loaded." if not_loaded else ".") in text
+        if not_loaded:
+            assert re.search(r"^slow\s+-\s+NOT LOADED\s*$", text, re.MULTILINE)
         assert "Started GRPCInferenceService" in text, "server logs are streamed"
 
         serving.send_signal(stop_signal)
