@@ -154,6 +154,19 @@ def test_priority_list_falls_back_in_order(
     assert lines["bls_counter"] == "python variant"
 
 
+def test_without_variant_each_submodel_takes_its_first_declared_variant_that_exists(
+    exported: Exported, project: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    chosen = {}
+    for label, folder in (("exported", exported.project), ("fresh", project)):
+        code, out, err = run_cli(capsys, "build", str(folder), "-o", str(tmp_path / label))
+        assert code == 0, err
+        chosen[label] = {line.split()[0]: line.split(maxsplit=1)[1] for line in out.splitlines()[1:]}
+    # declared order: TensorRT, ONNX, TorchScript, Python
+    assert chosen["exported"]["bls_encoder"] == chosen["exported"]["bls_projector"] == "tensorrt"
+    assert chosen["fresh"]["bls_encoder"] == chosen["fresh"]["bls_projector"] == "python variant"
+
+
 def test_export_without_tensorrt_prints_the_command(
     project: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
