@@ -237,10 +237,12 @@ class TritonServerClient:
     def client(
         self, protocol: ProtocolName | str | None = None, *, timeout: float | None = None
     ) -> TritonServerClient:
-        """A view of the same server speaking ``protocol`` (``"grpc"`` or ``"http"``)."""
-        return TritonServerClient(
+        """A view of the same server speaking ``protocol`` (``"grpc"`` or ``"http"``); closed with the server."""
+        view = TritonServerClient(
             self._server, protocol or self.protocol, self.timeout if timeout is None else timeout
         )
+        self._server._views.add(view)
+        return view
 
     @property
     def server(self) -> TritonServer:
@@ -617,14 +619,6 @@ class TritonServer(TritonServerClient):
     def is_running(self) -> bool:
         """Whether tritonserver is up."""
         return self._process is not None and self._process.is_running()
-
-    def client(
-        self, protocol: ProtocolName | str | None = None, *, timeout: float | None = None
-    ) -> TritonServerClient:
-        """A view of this server speaking ``protocol`` (``"grpc"`` or ``"http"``)."""
-        view = super().client(protocol, timeout=timeout)
-        self._views.add(view)
-        return view
 
     def start(self, attempts: int = 3) -> TritonServer:
         """Start tritonserver on fresh free ports and wait until it is ready (retrying on a port clash)."""
