@@ -28,6 +28,7 @@ Semantics, chosen to reproduce ``diffusers.StableDiffusionPipeline`` bit for bit
 
 from __future__ import annotations
 
+import functools
 import inspect
 import json
 import math
@@ -218,8 +219,6 @@ class TextToImagePipeline:
         ``min_size`` = ``size_multiple``, ``max_size`` = 2 × the default size. ``overrides`` replace any
         :class:`PipelineSettings` field.
         """
-        from transformers import CLIPTokenizer
-
         root = Path(checkpoint)
         dims = ModelDims.from_checkpoint(root)
         scheduler_config = json.loads(
@@ -240,7 +239,7 @@ class TextToImagePipeline:
             max_size=2 * default_size,
         )
         settings = replace(settings, **overrides)
-        tokenizer = CLIPTokenizer.from_pretrained(root / "tokenizer")
+        tokenizer = load_tokenizer(str((root / "tokenizer").resolve()))
         return cls(text_encoder, unet, vae_decoder, tokenizer, scheduler_config, dims, settings)
 
     def _check_settings(self) -> None:
@@ -479,6 +478,14 @@ class TextToImagePipeline:
         images = np.asarray(self.vae_decoder(latent=np.ascontiguousarray(scaled, dtype=np.float32))["images"])
         pixels = np.clip(images.astype(np.float32) / 2 + 0.5, 0.0, 1.0)
         return np.ascontiguousarray(pixels.transpose(0, 2, 3, 1))
+
+
+@functools.lru_cache(maxsize=4)
+def load_tokenizer(directory: str) -> Any:
+    """The CLIP tokenizer saved in ``directory`` (cached: it is only read, never modified)."""
+    from transformers import CLIPTokenizer
+
+    return CLIPTokenizer.from_pretrained(directory)
 
 
 def to_uint8(pixels: np.ndarray) -> np.ndarray:

@@ -69,8 +69,11 @@ def test_matches_diffusers(
         "num_inference_steps": STEPS,
         "guidance_scale": guidance_scale,
     }
-    expected_uint8 = _diffusers_images(diffusers_pipeline, scheduler, "pil", seed=42, **options)[0]
     expected_float = _diffusers_images(diffusers_pipeline, scheduler, "np", seed=42, **options)[0]
+    # What output_type="pil" returns, without a second run.
+    from diffusers.image_processor import VaeImageProcessor
+
+    expected_uint8 = np.asarray(VaeImageProcessor.numpy_to_pil(expected_float[None])[0])
     request = sd.GenerationRequest(
         "a photo of a cat",
         negative_prompt="blurry",
@@ -230,10 +233,10 @@ def test_max_batch_size_splits_groups(
         sd.GenerationRequest(
             f"prompt {index}", steps=1, seed=index, scheduler="ddim", height=SIZE, width=SIZE
         )
-        for index in range(5)
+        for index in range(3)
     ]
     images = small.generate(requests, output_type="float")
-    assert unet.batch_sizes == [4, 4, 2]
+    assert unet.batch_sizes == [4, 2]  # two chunks, guided: [uncond, cond] rows
     np.testing.assert_allclose(
         np.stack(images), np.stack(sd_pipeline.generate(requests, output_type="float")), atol=1e-5
     )

@@ -8,6 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 from sd_modules import MODEL_DIR, networks, tiny_checkpoint
 
 WEIGHT_FILES = (
@@ -51,6 +52,7 @@ def test_existing_checkpoint_is_left_alone(sd_checkpoint: Path) -> None:
     assert {name: (sd_checkpoint / name).stat().st_mtime_ns for name in WEIGHT_FILES} == before
 
 
+@pytest.mark.slow
 def test_cli_is_deterministic(sd_checkpoint: Path, tmp_path: Path) -> None:
     out = tmp_path / "again"
     script = MODEL_DIR / "tiny_checkpoint.py"
