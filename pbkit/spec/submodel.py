@@ -91,7 +91,9 @@ class PythonVariant(Variant):
     """A Python-backend model running the same network (with torch or onnxruntime).
 
     ``model_class`` is a plain class with ``setup(ctx)`` and ``predict(**inputs)``; it is
-    declared with the submodel's own name and tensors at build time.
+    declared with the submodel's own name and tensors at build time. Files it loads (weights,
+    an exported ``model.onnx``) are shipped with the submodel's ``extra_files`` and found with
+    ``ctx.path(relative)``.
     """
 
     model_class: type
@@ -118,6 +120,7 @@ class Submodel:
         parameters: Mapping[str, Any] | None = None,
         decoupled: bool = False,
         timeout_us: int = 0,
+        extra_files: Iterable[str] = (),
     ) -> None:
         check_model_name(name, what="submodel name")
         self.name = name
@@ -132,6 +135,7 @@ class Submodel:
         self.parameters = dict(parameters or {})
         self.decoupled = decoupled
         self.timeout_us = timeout_us
+        self.extra_files = tuple(extra_files)
         kinds = [v.kind for v in self.variants]
         if len(set(kinds)) != len(kinds):
             raise ValueError(f"submodel {name!r}: each variant kind may appear once, got {kinds}")
@@ -171,6 +175,7 @@ class Submodel:
             instance_groups=self.instance_groups,
             parameters=self.parameters,
             decoupled=self.decoupled,
+            extra_files=self.extra_files,
         )
 
     def variant(self, kind: VariantKind) -> Variant | None:
@@ -190,6 +195,7 @@ class Submodel:
                 platform=variant.platform,
                 parameters=params,
                 default_model_filename=variant.model_filename,
+                extra_files=(),
             )
         return base
 
