@@ -56,3 +56,50 @@ class IsolatedModules:
         for name in PROJECT_MODULES:
             sys.modules.pop(name, None)
         sys.modules.update(self.saved)
+
+
+ORT_DECLARATION = '''
+"""Submodel ``ort_projector``: the projector network, served from its exported ONNX file."""
+
+import numpy as np
+
+import pbkit
+
+ONNX_FILE = "exported/ort_projector.onnx"
+
+
+class OnnxRuntimeProjector:
+    """Python variant: runs the exported file with onnxruntime."""
+
+    def setup(self, ctx: pbkit.SetupContext) -> None:
+        import onnxruntime
+
+        self.session = onnxruntime.InferenceSession(str(ctx.path(ONNX_FILE)), providers=["CPUExecutionProvider"])
+
+    def predict(self, features: np.ndarray) -> dict[str, np.ndarray]:
+        [projection] = self.session.run(["projection"], {"features": features})
+        return {"projection": projection}
+
+
+ort_projector = pbkit.Submodel(
+    "ort_projector",
+    inputs=[pbkit.Input("features", "FP32", [4])],
+    outputs=[pbkit.Output("projection", "FP32", [8])],
+    max_batch_size=8,
+    extra_files=[ONNX_FILE],
+    variants=[pbkit.Onnx(ONNX_FILE), pbkit.PythonVariant(OnnxRuntimeProjector)],
+)
+'''
+
+
+def write_ort_project(folder: Path) -> Path:
+    """Write a one-submodel project whose Python variant runs the exported ONNX file with onnxruntime.
+
+    It shows serving an exported file either with Triton's ONNX Runtime backend
+    (``--variant onnx``) or, where the image has no such backend, with onnxruntime inside a
+    Python-backend model (``--variant python``), which ships the file through ``extra_files``.
+    The file itself comes from exporting ``bls_networks.make_projector()``.
+    """
+    folder.mkdir(parents=True)
+    (folder / "ort_submodels.py").write_text(ORT_DECLARATION.lstrip())
+    return folder

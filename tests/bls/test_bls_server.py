@@ -6,15 +6,19 @@ One server per module (about 15 s to start, plus torch imports in the towers' st
 from __future__ import annotations
 
 import concurrent.futures
+import importlib
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 from types import SimpleNamespace
+from typing import Any
 
 import numpy as np
 import pytest
-from bls_helpers import IsolatedModules, copy_project
+from bls_helpers import IsolatedModules, copy_project, write_ort_project
 
 from pbkit.build import build
+from pbkit.export import export_onnx
 from pbkit.testing.client import InferError
 from pbkit.testing.server import TritonServer
 
@@ -29,17 +33,18 @@ def project(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="module")
-def reference(project: Path) -> SimpleNamespace:
-    """The towers run directly in torch, as the expected outputs."""
-    import importlib
-    import sys
-
+def networks(project: Path) -> Any:
     with IsolatedModules():
         sys.path.insert(0, str(project))
         try:
-            networks = importlib.import_module("bls_networks")
+            return importlib.import_module("bls_networks")
         finally:
             sys.path.remove(str(project))
+
+
+@pytest.fixture(scope="module")
+def reference(networks: Any) -> SimpleNamespace:
+    """The towers run directly in torch, as the expected outputs."""
     encoder, projector = networks.make_encoder(), networks.make_projector()
 
     def towers(features: np.ndarray) -> dict[str, np.ndarray]:
@@ -59,12 +64,30 @@ def reference(project: Path) -> SimpleNamespace:
 
 
 @pytest.fixture(scope="module")
-def server(project: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[TritonServer]:
+def server(project: Path, networks: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[TritonServer]:
+    """The project and the onnxruntime project (exported first) in one repository, all as Python variants."""
     repository = tmp_path_factory.mktemp("repository")
+    ort_folder = write_ort_project(tmp_path_factory.mktemp("ort") / "ort")
     with IsolatedModules():
         report = build(project, repository, variant="python")
+        sys.path.insert(0, str(ort_folder))
+        try:
+            ort_projector = importlib.import_module("ort_submodels").ort_projector
+        finally:
+            sys.path.remove(str(ort_folder))
+            sys.modules.pop("ort_submodels", None)
+        export_onnx(
+            networks.make_projector(),
+            ort_projector,
+            {"features": np.zeros((2, 4), np.float32)},
+            path=ort_folder / "exported" / "ort_projector.onnx",
+            exporter="torchscript",
+        )
+        report.models += build(ort_folder, repository, variant="python").models
     kinds = {m.name: m.kind for m in report.models}
-    assert kinds["bls_encoder"] == kinds["bls_projector"] == kinds["bls_counter"] == "python variant"
+    assert {kinds[n] for n in ("bls_encoder", "bls_projector", "bls_counter", "ort_projector")} == {
+        "python variant"
+    }
     with TritonServer(repository) as running:
         yield running
 
@@ -154,3 +177,9 @@ def test_submodels_answer_directly_too(server: TritonServer, reference: SimpleNa
     )
     parts = list(server.stream("bls_counter", {"count": np.array([3], dtype=np.int32)}))
     assert [int(p["step"][0]) for p in parts] == [1, 2, 3]
+
+
+def test_python_variant_running_onnxruntime(server: TritonServer, reference: SimpleNamespace) -> None:
+    inputs = features(4, seed=6)
+    outputs = server.infer("ort_projector", {"features": inputs})
+    np.testing.assert_allclose(outputs["projection"], reference.towers(inputs)["projection"], atol=1e-5)
