@@ -33,6 +33,8 @@ from .errors import InvalidArgument, RequestFailed
 
 INVALID_ARG = "INVALID_ARG"
 INTERNAL = "INTERNAL"
+#: How many (tensor, shape) pairs a loop remembers as fitting their declared dims.
+_FITTING_SHAPES_LIMIT = 4096
 
 
 @dataclass
@@ -98,6 +100,21 @@ class BatchingLoop:
         self.is_async = inspect.iscoroutinefunction(predict) or inspect.isasyncgenfunction(predict)
         expected = ", ".join(f"{t.name} {t.describe()}" for t in spec.inputs) or "none"
         self._expected_inputs = expected
+        # Served requests repeat a handful of shapes: each (tensor, shape) pair is checked
+        # against the declared dims once, then found here.
+        self._fitting_shapes: set[tuple[str, str, tuple[int, ...]]] = set()
+
+    def _fits(self, kind: str, tensor: Any, shape: tuple[int, ...]) -> bool:
+        """``tensor.dims_match(shape)``, remembered for the shapes that fit."""
+        key = (kind, tensor.name, shape)
+        if key in self._fitting_shapes:
+            return True
+        if not tensor.dims_match(shape):
+            return False
+        if len(self._fitting_shapes) >= _FITTING_SHAPES_LIMIT:
+            self._fitting_shapes.clear()
+        self._fitting_shapes.add(key)
+        return True
 
     # ----------------------------------------------------------------- validation
     def check_request(self, request: Request) -> RequestFailed | None:
@@ -119,7 +136,7 @@ class BatchingLoop:
         batch_size = None
         for name, array in inputs.items():
             tensor = self._inputs[name]
-            failure = _check_array(spec.name, tensor, array, self._batched)
+            failure = _check_array(spec.name, tensor, array, self._batched, self._fits)
             if failure:
                 return failure
             rows = array.shape[0] if self._batched else 1
@@ -175,6 +192,8 @@ class BatchingLoop:
     # ----------------------------------------------------------------- grouping
     def group(self, requests: Sequence[Request]) -> list[list[int]]:
         """Indices of the requests that can share one ``predict`` call."""
+        if len(requests) == 1:
+            return [[0]]
         groups: dict[tuple[Any, ...], list[int]] = {}
         for index, request in enumerate(requests):
             key: list[Any] = []
@@ -230,7 +249,7 @@ class BatchingLoop:
                 )
             if name not in wanted:
                 continue
-            outputs[name] = _check_output(spec.name, tensor, value, total)
+            outputs[name] = _check_output(spec.name, tensor, value, total, self._fits)
         missing = [name for name in wanted if name not in outputs]
         if missing:
             raise RequestFailed(
@@ -239,6 +258,8 @@ class BatchingLoop:
         return outputs
 
     def scatter(self, outputs: Mapping[str, Any], members: Sequence[Request]) -> list[dict[str, Any]]:
+        if self._batched and len(members) == 1 and members[0].requested_outputs is None:
+            return [dict(outputs)]  # the whole batch is the one request's
         results = []
         offset = 0
         for request in members:
@@ -404,7 +425,9 @@ def _pad_to_common_shape(arrays: list[np.ndarray], pad_value: Any) -> list[np.nd
     return padded
 
 
-def _check_array(model: str, tensor: Any, array: Any, batched: bool) -> RequestFailed | None:
+def _check_array(
+    model: str, tensor: Any, array: Any, batched: bool, fits: Callable[[str, Any, tuple[int, ...]], bool]
+) -> RequestFailed | None:
     if not isinstance(array, np.ndarray):
         return RequestFailed(
             INVALID_ARG, f"input '{tensor.name}' must be a numpy array, got {type(array).__name__}"
@@ -424,7 +447,7 @@ def _check_array(model: str, tensor: Any, array: Any, batched: bool) -> RequestF
                     f"input '{tensor.name}' of model '{model}': BYTES elements must be bytes, "
                     f"got {type(element).__name__}",
                 )
-    elif array.dtype != expected.numpy:
+    elif array.dtype != _NUMPY_OF[expected]:
         return RequestFailed(
             INVALID_ARG,
             f"input '{tensor.name}' of model '{model}': expected data type {expected.value}, got "
@@ -433,7 +456,7 @@ def _check_array(model: str, tensor: Any, array: Any, batched: bool) -> RequestF
     shape = array.shape[1:] if batched else array.shape
     if batched and array.ndim == 0:
         shape = None
-    if shape is None or not tensor.dims_match(tuple(shape)):
+    if shape is None or not fits("input", tensor, tuple(shape)):
         expected_shape = ([-1] if batched else []) + list(tensor.dims)
         return RequestFailed(
             INVALID_ARG,
@@ -444,6 +467,28 @@ def _check_array(model: str, tensor: Any, array: Any, batched: bool) -> RequestF
 
 def _is_array_like(value: Any) -> bool:
     return isinstance(value, np.ndarray) or hasattr(value, "__dlpack__")
+
+
+_NUMPY_OF: dict[DataType, np.dtype[Any]] = {member: member.numpy for member in DataType}
+_TRITON_TYPE_OF: dict[np.dtype[Any], DataType | None] = {}
+
+
+def _triton_type(dtype: np.dtype[Any]) -> DataType | None:
+    """The Triton type of a numpy dtype (BYTES for object and string kinds), None if it has none; memoised."""
+    try:
+        return _TRITON_TYPE_OF[dtype]
+    except KeyError:
+        pass
+    if dtype.kind in "OSU":
+        actual: DataType | None = DataType.BYTES
+    else:
+        try:
+            actual = DataType.from_numpy(dtype)
+        except ValueError:
+            actual = None
+    if len(_TRITON_TYPE_OF) < 256:
+        _TRITON_TYPE_OF[dtype] = actual
+    return actual
 
 
 _TORCH_DTYPES = {
@@ -462,18 +507,15 @@ _TORCH_DTYPES = {
 }
 
 
-def _check_output(model: str, tensor: Any, value: Any, total: int) -> Any:
+def _check_output(
+    model: str, tensor: Any, value: Any, total: int, fits: Callable[[str, Any, tuple[int, ...]], bool]
+) -> Any:
     where = f"output '{tensor.name}' of model '{model}'"
     if tensor.dtype is DataType.BYTES:
         value = to_bytes_array(value, where)
         actual = DataType.BYTES
     elif isinstance(value, np.ndarray):
-        try:
-            actual = DataType.from_numpy(value.dtype)
-        except ValueError:
-            actual = None
-        if value.dtype.kind in "OSU":
-            actual = DataType.BYTES
+        actual = _triton_type(value.dtype)
     elif hasattr(value, "__dlpack__") and hasattr(value, "dtype"):
         actual = _TORCH_DTYPES.get(str(value.dtype))
     else:
@@ -484,7 +526,7 @@ def _check_output(model: str, tensor: Any, value: Any, total: int) -> Any:
             f"{where}: expected data type {tensor.dtype.value}, got {describe_array_dtype(value)}",
         )
     shape = tuple(value.shape)
-    if not shape or shape[0] != total or not tensor.dims_match(shape[1:]):
+    if not shape or shape[0] != total or not fits("output", tensor, shape[1:]):
         raise RequestFailed(
             INTERNAL,
             f"{where}: expected shape {[total, *tensor.dims]} (batch of {total}), got {list(shape)}",
