@@ -314,3 +314,17 @@ def test_training_mode_is_restored(bls: SimpleNamespace, tmp_path: Path) -> None
         exporter="torchscript",
     )
     assert all(m.training for m in network.modules())
+
+
+def test_a_submodel_without_batching_exports_with_fixed_shapes(tmp_path: Path) -> None:
+    class Double(torch.nn.Module):
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return x * 2
+
+    submodel = pbkit.Submodel(
+        "static", inputs=[pbkit.Input("x", "FP32", [3])], outputs=[pbkit.Output("y", "FP32", [3])]
+    )
+    report = export_onnx(Double(), submodel, {"x": torch.ones(3)}, path=tmp_path / "s.onnx")
+    assert report.passed and report.dynamic_axes == {} and len(report.checks) == 1  # no batch to double
+    session = onnxruntime.InferenceSession(str(tmp_path / "s.onnx"), providers=["CPUExecutionProvider"])
+    assert session.get_inputs()[0].shape == [3] and session.get_outputs()[0].shape == [3]
