@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import json
 import shlex
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -284,8 +284,6 @@ def load_networks(checkpoint: str | Path) -> dict[str, torch.nn.Module]:
 
 # --------------------------------------------------------------------------------------------------------------
 # numpy-in, numpy-out callables (the calling convention of a BLS handle)
-
-NumpyNetwork = Callable[..., dict[str, np.ndarray]]
 
 
 def _check_inputs(spec: NetworkSpec, inputs: Mapping[str, np.ndarray]) -> None:
