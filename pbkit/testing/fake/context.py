@@ -1,0 +1,125 @@
+"""Which model instance the current code runs for, and the services the host server gives the fake API.
+
+The real stub is one process per model instance, so ``pb_utils`` calls (BLS, metrics, ``get_model_dir``)
+implicitly belong to that instance. In-process, the instance is carried by a context variable that the
+host sets around every call into model code. Threads a model starts do not inherit it; there the only
+open host (if exactly one is open) is used.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import threading
+import weakref
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import TYPE_CHECKING, Any, Protocol
+
+from .errors import TritonModelException
+
+if TYPE_CHECKING:
+    from .messages import InferenceRequest, InferenceResponse, ResponseIterator
+    from .metrics import MetricRegistry
+
+
+class Host(Protocol):
+    """What a server gives model code: BLS routing, model control, metrics and logs."""
+
+    metrics: MetricRegistry
+
+    def bls_execute(
+        self, request: InferenceRequest, decoupled: bool, caller: InstanceContext | None
+    ) -> InferenceResponse | ResponseIterator:
+        """Run a BLS request; failures come back as error responses."""
+        ...
+
+    def bls_load_model(self, name: str, config: str, files: dict[str, bytes] | None) -> None: ...
+
+    def bls_unload_model(self, name: str, unload_dependents: bool) -> None: ...
+
+    def bls_is_model_ready(self, name: str, version: int) -> bool: ...
+
+    def log(self, instance: InstanceContext | None, level: int, message: str) -> None: ...
+
+
+class InstanceContext:
+    """One model instance as model code sees it: its names, folder, host and life-cycle state."""
+
+    def __init__(
+        self,
+        host: Host,
+        *,
+        model_name: str,
+        version: int,
+        instance_name: str,
+        model_dir: str,
+        version_dir: str,
+    ) -> None:
+        self.host = host
+        self.model_name = model_name
+        self.version = version
+        self.instance_name = instance_name
+        self.model_dir = model_dir
+        self.version_dir = version_dir
+        #: True once ``initialize`` returned, as the stub's ``IsInitialized()``.
+        self.initialized = False
+        #: True from the start of ``finalize``, as the stub's ``IsFinalizing()``.
+        self.finalizing = False
+
+    def __repr__(self) -> str:
+        return f"<instance {self.instance_name}>"
+
+
+_current: contextvars.ContextVar[InstanceContext | None] = contextvars.ContextVar(
+    "pbkit_model_instance", default=None
+)
+_open_hosts: weakref.WeakSet[Any] = weakref.WeakSet()
+_hosts_lock = threading.Lock()
+
+
+@contextmanager
+def running(instance: InstanceContext) -> Iterator[None]:
+    """Mark ``instance`` as the one the enclosed model code runs for."""
+    token = _current.set(instance)
+    try:
+        yield
+    finally:
+        _current.reset(token)
+
+
+def current_instance() -> InstanceContext | None:
+    """The instance the calling code runs for, if known."""
+    return _current.get()
+
+
+def register_host(host: Any) -> None:
+    """Record an open host (used for threads that carry no instance)."""
+    with _hosts_lock:
+        _open_hosts.add(host)
+
+
+def unregister_host(host: Any) -> None:
+    """Forget a host once it is closed."""
+    with _hosts_lock:
+        _open_hosts.discard(host)
+
+
+def current_host() -> Host | None:
+    """The host of the current instance, else the only open host, else None."""
+    instance = _current.get()
+    if instance is not None:
+        return instance.host
+    with _hosts_lock:
+        hosts = list(_open_hosts)
+    return hosts[0] if len(hosts) == 1 else None
+
+
+def require_host(what: str) -> Host:
+    """The current host, or a clear error naming ``what`` could not be done."""
+    host = current_host()
+    if host is None:
+        raise TritonModelException(
+            f"{what} needs a running model: call it from model code served by LocalTriton "
+            "(with several LocalTriton open, only from threads that LocalTriton started)."
+        )
+    return host
