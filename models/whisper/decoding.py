@@ -246,8 +246,8 @@ def iter_greedy(
     if batch == 0:
         return
     cross = np.asarray(encode(input_features=input_features)["cross_key_values"])
-    layers, _, _, heads, _, head_dim = cross.shape
-    past = np.zeros((layers, 2, batch, heads, 0, head_dim), dtype=cross.dtype)
+    _, layers, _, heads, _, head_dim = cross.shape
+    past = np.zeros((batch, layers, 2, heads, 0, head_dim), dtype=cross.dtype)
 
     def step(input_ids: np.ndarray) -> np.ndarray:
         nonlocal past
@@ -289,8 +289,7 @@ def iter_greedy(
         keep = ~finished
         rows, tokens = rows[keep], tokens[keep]
         if not keep.all():
-            cross = np.ascontiguousarray(cross[:, :, keep])
-            past = np.ascontiguousarray(past[:, :, keep])
+            cross, past = cross[keep], past[keep]
         logits = step(tokens[:, None])
 
 

@@ -1,15 +1,17 @@
 """Torch modules for the two Whisper submodels, with fixed tensor names for Triton, ONNX and TensorRT.
 
 ``whisper_encoder`` (:class:`CrossKVEncoder`)
-    ``input_features`` FP32 ``[B, n_mels, 3000]`` -> ``cross_key_values`` FP32 ``[L, 2, B, H, 1500, dh]``.
+    ``input_features`` FP32 ``[B, n_mels, 3000]`` -> ``cross_key_values`` FP32 ``[B, L, 2, H, 1500, dh]``.
     The encoder runs once per clip and also applies every decoder layer's cross-attention key/value projections,
-    so decoding steps never recompute them (index 0 of axis 1 holds keys, 1 holds values).
+    so decoding steps never recompute them (index 0 of axis 2 holds keys, 1 holds values).
 
 ``whisper_decoder`` (:class:`DecoderStep`)
-    ``input_ids`` INT64 ``[B, T]``, ``past_key_values`` FP32 ``[L, 2, B, H, P, dh]`` (``P = 0`` on the first call),
-    ``cross_key_values`` FP32 ``[L, 2, B, H, 1500, dh]`` -> ``logits`` FP32 ``[B, vocab]`` (last position only) and
-    ``present_key_values`` FP32 ``[L, 2, B, H, P + T, dh]``. Token positions start at ``P``, so every row of a batch
+    ``input_ids`` INT64 ``[B, T]``, ``past_key_values`` FP32 ``[B, L, 2, H, P, dh]`` (``P = 0`` on the first call),
+    ``cross_key_values`` FP32 ``[B, L, 2, H, 1500, dh]`` -> ``logits`` FP32 ``[B, vocab]`` (last position only) and
+    ``present_key_values`` FP32 ``[B, L, 2, H, P + T, dh]``. Token positions start at ``P``, so every row of a batch
     must be at the same position (the decoding loop keeps them aligned).
+
+Every tensor is batch-first, so either submodel can be configured with Triton batching (``max_batch_size > 0``).
 
 Both wrap the submodules of a Hugging Face ``WhisperForConditionalGeneration`` (so the arithmetic is the one
 ``generate`` runs) and feed the decoder through transformers' ``DynamicCache`` / ``EncoderDecoderCache``.
@@ -17,9 +19,11 @@ Both wrap the submodules of a Hugging Face ``WhisperForConditionalGeneration`` (
 
 from __future__ import annotations
 
+import contextlib
+import logging
 import os
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -47,7 +51,7 @@ def load_whisper(
 
 
 class CrossKVEncoder(nn.Module):
-    """``input_features [B, n_mels, 3000]`` -> ``cross_key_values [L, 2, B, H, S, dh]``."""
+    """``input_features [B, n_mels, 3000]`` -> ``cross_key_values [B, L, 2, H, S, dh]``."""
 
     def __init__(self, model: WhisperForConditionalGeneration) -> None:
         super().__init__()
@@ -70,11 +74,12 @@ class CrossKVEncoder(nn.Module):
                 [
                     attention.k_proj(hidden).view(shape).transpose(1, 2),
                     attention.v_proj(hidden).view(shape).transpose(1, 2),
-                ]
+                ],
+                dim=1,
             )
             for attention in self.cross_attentions
         ]
-        return torch.stack(layers)
+        return torch.stack(layers, dim=1)
 
 
 class DecoderStep(nn.Module):
@@ -99,26 +104,27 @@ class DecoderStep(nn.Module):
     ) -> tuple[torch.Tensor, torch.Tensor]:
         self_cache, cross_cache = DynamicCache(), DynamicCache()
         for layer in range(self.num_layers):
-            self_cache.update(past_key_values[layer, 0], past_key_values[layer, 1], layer)
-            cross_cache.update(cross_key_values[layer, 0], cross_key_values[layer, 1], layer)
+            self_cache.update(past_key_values[:, layer, 0], past_key_values[:, layer, 1], layer)
+            cross_cache.update(cross_key_values[:, layer, 0], cross_key_values[:, layer, 1], layer)
         cache = EncoderDecoderCache(self_cache, cross_cache)
         for layer in range(self.num_layers):
             cache.is_updated[layer] = True  # cross-attention reads its keys/values from the cache
         # The cross-attention layers only check that encoder states are present; with the cache marked as
         # updated they use the precomputed keys/values, so a stand-in tensor of the right rank is enough.
-        stand_in = cross_key_values[0, 0, :, 0]
+        stand_in = cross_key_values[:, 0, 0, 0]
         output = self.decoder(
             input_ids=input_ids, encoder_hidden_states=stand_in, past_key_values=cache, use_cache=True
         )
         logits = self.proj_out(output.last_hidden_state[:, -1])
         present = torch.stack(
-            [torch.stack([layer.keys, layer.values]) for layer in cache.self_attention_cache.layers]
+            [torch.stack([layer.keys, layer.values], dim=1) for layer in cache.self_attention_cache.layers],
+            dim=1,
         )
         return logits, present
 
     def empty_past(self, batch_size: int) -> torch.Tensor:
-        """The ``past_key_values`` of the first call: ``[L, 2, B, H, 0, dh]``."""
-        return torch.zeros(self.num_layers, 2, batch_size, self.num_heads, 0, self.head_dim)
+        """The ``past_key_values`` of the first call: ``[B, L, 2, H, 0, dh]``."""
+        return torch.zeros(batch_size, self.num_layers, 2, self.num_heads, 0, self.head_dim)
 
 
 # ----------------------------------------------------------------------------------------------- numpy callables
@@ -182,11 +188,31 @@ def example_inputs(
     head_dim = config.d_model // heads
     frames = 2 * config.max_source_positions
     features = torch.randn(batch_size, config.num_mel_bins, frames)
-    kv = (config.decoder_layers, 2, batch_size, heads)
+    kv = (batch_size, config.decoder_layers, 2, heads)
     input_ids = torch.randint(0, config.vocab_size, (batch_size, tokens))
     past_key_values = torch.randn(*kv, past, head_dim)
     cross_key_values = torch.randn(*kv, config.max_source_positions, head_dim)
     return features, (input_ids, past_key_values, cross_key_values)
+
+
+@contextlib.contextmanager
+def _quiet_export() -> Iterator[None]:
+    """Silence the exporters' expected notes (tracer shape checks, cache bookkeeping, missing torchvision).
+
+    Whether the exported graphs generalise over batch, token and past lengths is checked by the tests.
+    """
+    registry_log = logging.getLogger("torch.onnx._internal.exporter._registration")
+    level = registry_log.level
+    registry_log.setLevel(logging.ERROR)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", torch.jit.TracerWarning)
+            warnings.simplefilter("ignore", DeprecationWarning)
+            warnings.filterwarnings("ignore", r".*isinstance\(treespec, LeafSpec\)", FutureWarning)
+            warnings.filterwarnings("ignore", r"# The axis name: .* will not be used", UserWarning)
+            yield
+    finally:
+        registry_log.setLevel(level)
 
 
 def export_onnx(
@@ -217,33 +243,24 @@ def export_onnx(
         decoder_axes: dict[str, Any] = {
             "dynamic_shapes": {
                 "input_ids": {0: batch, 1: tokens},
-                "past_key_values": {2: batch, 4: past},
-                "cross_key_values": {2: batch},
+                "past_key_values": {0: batch, 4: past},
+                "cross_key_values": {0: batch},
             }
         }
         options: dict[str, Any] = {"dynamo": True, "external_data": False, "verbose": False}
     else:
-        encoder_axes = {"dynamic_axes": {"input_features": {0: "batch"}, "cross_key_values": {2: "batch"}}}
+        encoder_axes = {"dynamic_axes": {"input_features": {0: "batch"}, "cross_key_values": {0: "batch"}}}
         decoder_axes = {
             "dynamic_axes": {
                 "input_ids": {0: "batch", 1: "tokens"},
-                "past_key_values": {2: "batch", 4: "past"},
-                "cross_key_values": {2: "batch"},
+                "past_key_values": {0: "batch", 4: "past"},
+                "cross_key_values": {0: "batch"},
                 "logits": {0: "batch"},
-                "present_key_values": {2: "batch", 4: "total"},
+                "present_key_values": {0: "batch", 4: "total"},
             }
         }
         options = {"dynamo": False}
-    with torch.no_grad(), warnings.catch_warnings():
-        # Tracing notes about shape checks and cache bookkeeping; parity with torch is verified by the tests.
-        warnings.simplefilter("ignore", torch.jit.TracerWarning)
-        warnings.simplefilter("ignore", DeprecationWarning)
-        warnings.filterwarnings(
-            "ignore", message=r".*isinstance\(treespec, LeafSpec\)", category=FutureWarning
-        )
-        warnings.filterwarnings(
-            "ignore", message=r"# The axis name: .* will not be used", category=UserWarning
-        )
+    with _quiet_export(), torch.no_grad():
         torch.onnx.export(
             CrossKVEncoder(model).eval(),
             (features,),

@@ -76,12 +76,12 @@ def test_english_batch_equals_generate(
     # The first call takes the whole prompt with an empty cache; later calls one token per running row.
     first = recorder.steps[0]
     assert first["input_ids"] == (len(english_features), 2)
-    assert first["past_key_values"][2] == len(english_features) and first["past_key_values"][4] == 0
+    assert first["past_key_values"][0] == len(english_features) and first["past_key_values"][4] == 0
     batch_sizes = [step["input_ids"][0] for step in recorder.steps]
     assert batch_sizes == sorted(batch_sizes, reverse=True) and batch_sizes[-1] < batch_sizes[0]
     for step in recorder.steps:
         rows = step["input_ids"][0]
-        assert step["past_key_values"][2] == step["cross_key_values"][2] == rows
+        assert step["past_key_values"][0] == step["cross_key_values"][0] == rows
     # One call per generated token of the longest-running row (its end-of-text included).
     limit = english_settings.max_length
     assert len(recorder.steps) == max(n + (n < limit) for n in lengths)

@@ -51,19 +51,19 @@ def test_onnx_io_names_dtypes_and_dynamic_axes(
     encoder, decoder = (onnx.load(str(file)) for file in onnx_files)
     assert io_signature(encoder.graph.input) == {"input_features": (FLOAT, ["batch", 128, 3000])}
     assert io_signature(encoder.graph.output) == {
-        "cross_key_values": (FLOAT, [layers, 2, "batch", heads, 1500, head_dim])
+        "cross_key_values": (FLOAT, ["batch", layers, 2, heads, 1500, head_dim])
     }
     inputs = io_signature(decoder.graph.input)
     assert inputs == {
         "input_ids": (INT64, ["batch", "tokens"]),
-        "past_key_values": (FLOAT, [layers, 2, "batch", heads, "past", head_dim]),
-        "cross_key_values": (FLOAT, [layers, 2, "batch", heads, 1500, head_dim]),
+        "past_key_values": (FLOAT, ["batch", layers, 2, heads, "past", head_dim]),
+        "cross_key_values": (FLOAT, ["batch", layers, 2, heads, 1500, head_dim]),
     }
     outputs = io_signature(decoder.graph.output)
     assert outputs["logits"] == (FLOAT, ["batch", config.vocab_size])
     assert outputs["present_key_values"][0] == FLOAT
     present_dims = outputs["present_key_values"][1]
-    assert [present_dims[i] for i in (0, 1, 2, 3, 5)] == [layers, 2, "batch", heads, head_dim]
+    assert [present_dims[i] for i in (0, 1, 2, 3, 5)] == ["batch", layers, 2, heads, head_dim]
     assert isinstance(present_dims[4], str)  # dynamic total length
 
 
@@ -78,17 +78,17 @@ def test_onnxruntime_matches_torch(
     scale = np.abs(cross).max()
     assert np.abs(ort_cross - cross).max() < 1e-4 * max(1.0, scale)
     rng = np.random.default_rng(0)
-    layers, _, batch, heads, _, head_dim = cross.shape
+    batch, layers, _, heads, _, head_dim = cross.shape
     for past_length, tokens in ((0, 4), (0, 1), (1, 3), (6, 1), (9, 2)):
         inputs = {
             "input_ids": rng.integers(0, 50000, (batch, tokens)).astype(np.int64),
-            "past_key_values": rng.standard_normal((layers, 2, batch, heads, past_length, head_dim)).astype(
+            "past_key_values": rng.standard_normal((batch, layers, 2, heads, past_length, head_dim)).astype(
                 np.float32
             ),
             "cross_key_values": cross,
         }
         expected, got = torch_step(**inputs), ort_step(**inputs)
-        assert got["present_key_values"].shape == (layers, 2, batch, heads, past_length + tokens, head_dim)
+        assert got["present_key_values"].shape == (batch, layers, 2, heads, past_length + tokens, head_dim)
         np.testing.assert_allclose(got["logits"], expected["logits"], atol=1e-4, rtol=0)
         np.testing.assert_allclose(
             got["present_key_values"], expected["present_key_values"], atol=1e-4, rtol=0
