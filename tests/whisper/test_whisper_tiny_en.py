@@ -36,7 +36,7 @@ def read_clip(path: Path) -> np.ndarray:
     return features.prepare_clip(audio, rate)
 
 
-def test_ct2_reader_splits_and_ties(tmp_path: Path) -> None:
+def test_ct2_reader_splits_and_ties() -> None:
     spec, variables = convert_ct2.read_ct2_model(convert_ct2.package_model_dir() / "model.bin")
     assert spec == "WhisperSpec"
     assert variables["decoder/embeddings/weight"].shape == (51864, 384)
@@ -70,6 +70,13 @@ def test_conversion_cli_is_idempotent(tiny_en_checkpoint: Path, capsys: pytest.C
     assert convert_ct2.main([str(tiny_en_checkpoint)]) == 0
     assert "already converted" in capsys.readouterr().out
     assert {p.name: p.stat().st_mtime_ns for p in tiny_en_checkpoint.iterdir()} == before
+
+
+def test_conversion_refuses_to_replace_other_directories(tmp_path: Path) -> None:
+    (tmp_path / "notes.txt").write_text("keep me")
+    with pytest.raises(FileExistsError, match="not a checkpoint directory"):
+        convert_ct2.convert_ct2_whisper(tmp_path)
+    assert (tmp_path / "notes.txt").read_text() == "keep me"
 
 
 def test_espeak_numbers_transcribe_to_digits(numbers_wav: Path, tiny_en: dict[str, Any]) -> None:
