@@ -29,7 +29,10 @@ def main() -> int:
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
     for title, command in STEPS:
         started = time.perf_counter()
-        subprocess.run([sys.executable, *command], cwd=ROOT, env=env, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        done = subprocess.run([sys.executable, *command], cwd=ROOT, env=env, capture_output=True, text=True)
+        if done.returncode != 0:
+            print(f"  {title}: FAILED\n{done.stdout}{done.stderr}", file=sys.stderr)
+            return done.returncode
         print(f"  {title}: {command[-1]} ({time.perf_counter() - started:.1f} s)")
     return 0
 
