@@ -23,6 +23,53 @@ import pbkit
 TOKEN_INPUTS = ("input_ids", "attention_mask", "token_type_ids")
 
 
+def check_token_inputs(
+    input_ids: np.ndarray,
+    attention_mask: np.ndarray,
+    token_type_ids: np.ndarray,
+    *,
+    vocab_size: int,
+    type_vocab_size: int | None = None,
+    max_positions: int | None = None,
+) -> None:
+    """Raise ``pbkit.InvalidArgument`` unless the tensors look like the tokenizer step's output.
+
+    The three must have one length with at least one position; ids and token types must lie in
+    the checkpoint's vocabularies; the mask must be 1s then 0s on each row (the encoder trims
+    the batch to its longest row), with no row longer than the checkpoint's position limit.
+    """
+    lengths = {
+        name: array.shape[1]
+        for name, array in zip(TOKEN_INPUTS, (input_ids, attention_mask, token_type_ids), strict=True)
+    }
+    if len(set(lengths.values())) != 1:
+        raise pbkit.InvalidArgument(
+            f"input_ids, attention_mask and token_type_ids must have one length, got {lengths}"
+        )
+    if input_ids.shape[1] == 0:
+        raise pbkit.InvalidArgument("input_ids: expected at least one token position, got none")
+    _check_range("input_ids", input_ids, vocab_size)
+    if type_vocab_size is not None:
+        _check_range("token_type_ids", token_type_ids, type_vocab_size)
+    if not np.isin(attention_mask, (0, 1)).all():
+        raise pbkit.InvalidArgument("attention_mask: expected only 0 and 1")
+    if (np.diff(attention_mask, axis=1) > 0).any():
+        raise pbkit.InvalidArgument(
+            "attention_mask: each row must be 1s followed by 0s (padding on the right)"
+        )
+    longest = int(attention_mask.sum(axis=1).max())
+    if max_positions is not None and longest > max_positions:
+        raise pbkit.InvalidArgument(
+            f"attention_mask: a row has {longest} tokens; the encoder takes at most {max_positions}"
+        )
+
+
+def _check_range(name: str, array: np.ndarray, size: int) -> None:
+    outside = array[(array < 0) | (array >= size)]
+    if outside.size:
+        raise pbkit.InvalidArgument(f"{name}: values must be in 0..{size - 1}, got {int(outside[0])}")
+
+
 class TorchEncoder:
     """The encoder network in torch (CPU, or the instance's GPU)."""
 
@@ -34,6 +81,22 @@ class TorchEncoder:
         self.device = torch.device(ctx.device)
         checkpoint = resolve_checkpoint(ctx.parameter("checkpoint", ""))
         self.network = load_encoder(checkpoint, EMBEDDING_DIM).to(self.device)
+        config = self.network.model.config
+        self.vocab_size = int(config.vocab_size)
+        self.type_vocab_size = (
+            getattr(config, "type_vocab_size", None) if self.network.takes_token_types else None
+        )
+        self.max_positions = getattr(config, "max_position_embeddings", None)
+
+    def validate(self, input_ids: np.ndarray, attention_mask: np.ndarray, token_type_ids: np.ndarray) -> None:
+        check_token_inputs(
+            input_ids,
+            attention_mask,
+            token_type_ids,
+            vocab_size=self.vocab_size,
+            type_vocab_size=self.type_vocab_size,
+            max_positions=self.max_positions,
+        )
 
     def predict(self, input_ids: np.ndarray, attention_mask: np.ndarray, token_type_ids: np.ndarray) -> Any:
         tensors = [

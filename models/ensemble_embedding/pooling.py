@@ -42,5 +42,20 @@ def mean_pool_normalize(hidden: np.ndarray, attention_mask: np.ndarray) -> np.nd
 class Pooling:
     """Masked mean pooling and L2 normalisation of the encoder's token embeddings."""
 
+    def validate(self, last_hidden_state: np.ndarray, attention_mask: np.ndarray) -> None:
+        tokens = last_hidden_state.shape[1]
+        if attention_mask.shape[1] < tokens:
+            raise pbkit.InvalidArgument(
+                f"attention_mask has {attention_mask.shape[1]} positions, fewer than the {tokens} of last_hidden_state"
+            )
+        if not np.isin(attention_mask, (0, 1)).all():
+            raise pbkit.InvalidArgument("attention_mask: expected only 0 and 1")
+        if not (attention_mask[:, :tokens] == 1).any(axis=1).all():
+            raise pbkit.InvalidArgument(
+                "attention_mask: every row needs a 1 within the positions of last_hidden_state"
+            )
+        if not np.isfinite(last_hidden_state).all():
+            raise pbkit.InvalidArgument("last_hidden_state: expected finite numbers, got NaN or infinity")
+
     def predict(self, last_hidden_state: np.ndarray, attention_mask: np.ndarray) -> SentenceEmbedding:
         return {"sentence_embedding": mean_pool_normalize(last_hidden_state, attention_mask)}
