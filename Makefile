@@ -10,11 +10,11 @@ setup:
 ## The whole test suite: unit, harness, and integration tests on the real local Triton.
 test: setup
 	$(PY) -m ruff check .
-	$(PY) -m pytest -q -rfE
+	OMP_NUM_THREADS=1 $(PY) -m pytest -q -rfE
 
 ## Only the tests that need no server.
 test-fast: setup
-	$(PY) -m pytest -q -m "not server"
+	OMP_NUM_THREADS=1 $(PY) -m pytest -q -m "not server"
 
 ## Build the example models, serve them on the local Triton and query each one.
 demo: setup
