@@ -5,7 +5,12 @@ from __future__ import annotations
 import shutil
 import stat
 import sys
+import threading
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
+
+import numpy as np
 
 FIXTURE = Path(__file__).resolve().parents[1] / "fixtures" / "bls_project"
 
@@ -103,3 +108,47 @@ def write_ort_project(folder: Path) -> Path:
     folder.mkdir(parents=True)
     (folder / "ort_submodels.py").write_text(ORT_DECLARATION.lstrip())
     return folder
+
+
+Stub = Callable[[dict[str, np.ndarray]], dict[str, np.ndarray]]
+
+
+class Towers:
+    """The two networks as LocalTriton stubs (functions of a dict of numpy arrays)."""
+
+    def __init__(self, networks: Any, barrier: threading.Barrier | None = None) -> None:
+        self.encoder_network = networks.make_encoder()
+        self.projector_network = networks.make_projector()
+        self.barrier = barrier
+
+    def _meet(self) -> None:
+        if self.barrier is not None:
+            self.barrier.wait()  # BrokenBarrierError after its timeout when the other never comes
+
+    def encoder(self, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        import torch
+
+        self._meet()
+        with torch.no_grad():
+            return {
+                "embedding": self.encoder_network(torch.from_numpy(inputs["features"]))["embedding"].numpy()
+            }
+
+    def projector(self, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        import torch
+
+        self._meet()
+        with torch.no_grad():
+            return {"projection": self.projector_network(torch.from_numpy(inputs["features"])).numpy()}
+
+    def stubs(self) -> dict[str, Stub]:
+        return {"bls_encoder": self.encoder, "bls_projector": self.projector}
+
+    def expected(self, features: np.ndarray) -> dict[str, np.ndarray]:
+        embedding = self.encoder({"features": features})["embedding"]
+        projection = self.projector({"features": features})["projection"]
+        return {
+            "embedding": embedding,
+            "projection": projection,
+            "score": (embedding * projection).sum(1, keepdims=True),
+        }

@@ -15,11 +15,12 @@ from typing import Any
 
 import numpy as np
 import pytest
-from bls_helpers import IsolatedModules, copy_project, write_ort_project
+from bls_helpers import IsolatedModules, Towers, copy_project, write_ort_project
 
 from pbkit.build import build
 from pbkit.export import export_onnx
 from pbkit.testing.client import InferError
+from pbkit.testing.local import LocalTriton
 from pbkit.testing.server import TritonServer
 
 pytestmark = pytest.mark.server
@@ -106,6 +107,19 @@ def test_orchestrators_match_torch(
     assert sorted(outputs) == sorted(TOWER_OUTPUTS)
     for name in TOWER_OUTPUTS:
         np.testing.assert_allclose(outputs[name], expected[name], rtol=1e-6, atol=1e-6, err_msg=name)
+
+
+@pytest.mark.parametrize("orchestrator", ["bls_two_tower", "bls_sequential"])
+def test_real_triton_with_python_variants_equals_local_triton_with_stubs(
+    server: TritonServer, networks: Any, orchestrator: str
+) -> None:
+    inputs = features(6, seed=9)
+    served = server.infer(orchestrator, {"features": inputs})
+    with LocalTriton(server.repository, stubs=Towers(networks).stubs()) as local:
+        stubbed = local.infer(orchestrator, {"features": inputs})
+    assert sorted(served) == sorted(stubbed) == sorted(TOWER_OUTPUTS)
+    for name in TOWER_OUTPUTS:
+        np.testing.assert_allclose(served[name], stubbed[name], rtol=1e-6, atol=1e-6, err_msg=name)
 
 
 def test_fan_out_runs_both_towers_at_once(server: TritonServer, tmp_path: Path) -> None:
