@@ -16,6 +16,7 @@ import pytest
 from embedding_support import PROJECT, SENTENCES, assert_matches_reference, context, project_importable, texts
 
 from pbkit.build import build
+from pbkit.config.check import check_repository
 from pbkit.config.parse import parse_config
 
 pytestmark = pytest.mark.slow
@@ -65,3 +66,4 @@ def test_repository_with_the_onnx_variant(exported: Path, tmp_path: Path) -> Non
     assert (
         tmp_path / "repo" / "embedding_encoder" / "1" / "model.onnx"
     ).stat().st_size == exported.stat().st_size
+    assert [str(problem) for problem in check_repository(tmp_path / "repo")] == []

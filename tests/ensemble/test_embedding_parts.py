@@ -14,6 +14,7 @@ from embedding_support import PROJECT, SENTENCES, assert_matches_reference, cont
 
 import pbkit
 from pbkit.build import BuildError, build
+from pbkit.config.check import check_repository
 from pbkit.config.parse import parse_config
 
 
@@ -71,6 +72,7 @@ def test_build_wires_the_ensemble_and_defaults_to_the_python_encoder(tmp_path: P
     assert encoder.dynamic_batching.max_queue_delay_microseconds > 0
     assert "checkpoint" in encoder.parameters
     assert not list((tmp_path / "repo").glob("*/1/onnx"))
+    assert [str(problem) for problem in check_repository(tmp_path / "repo")] == []
 
 
 def test_onnx_variant_needs_the_exported_file(tmp_path: Path) -> None:
