@@ -20,11 +20,16 @@ Configuration (config parameters, shared by the orchestrators and the Python var
   ``<repository root>/checkpoints``), where ``scripts/prepare_checkpoints.py`` writes the tiny random one;
 * ``torch_threads``: torch's intra-op threads per model instance (``1``; ``0`` keeps torch's default).
 
+The text hidden size in the text encoder's and UNet's dims is read from that checkpoint at build time too
+(768 for SD 1.x, 32 for the tiny one; ``-1``, any size, when the checkpoint is not there yet): exported
+ONNX and TensorRT graphs have it fixed.
+
 This module only imports numpy and pbkit: torch and diffusers are imported in ``setup``.
 """
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 from typing import Any
@@ -54,8 +59,19 @@ def default_checkpoint() -> str:
     return str((root / TINY_CHECKPOINT_NAME).resolve())
 
 
+def text_hidden_size(checkpoint: str | Path) -> int:
+    """The text encoder's hidden size from ``checkpoint/text_encoder/config.json``; -1 when unreadable."""
+    try:
+        config = json.loads((Path(checkpoint) / "text_encoder" / "config.json").read_text(encoding="utf-8"))
+        return int(config["hidden_size"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return -1
+
+
 #: Parameters of every model of the example (orchestrators and Python variants).
 PARAMETERS: dict[str, str] = {"checkpoint": default_checkpoint(), "torch_threads": "1"}
+#: ``D`` of ``text_embeddings`` [B, 77, D] and ``encoder_hidden_states`` [2B, 77, D].
+TEXT_HIDDEN_SIZE = text_hidden_size(PARAMETERS["checkpoint"])
 
 
 def checkpoint_dir(ctx: pbkit.SetupContext) -> Path:
@@ -178,7 +194,7 @@ def _file_variants(name: str) -> list[Any]:
 text_encoder = pbkit.Submodel(
     "text_encoder",
     inputs=[pbkit.Input("input_ids", "INT32", [-1, TEXT_LENGTH])],
-    outputs=[pbkit.Output("text_embeddings", "FP32", [-1, TEXT_LENGTH, -1])],
+    outputs=[pbkit.Output("text_embeddings", "FP32", [-1, TEXT_LENGTH, TEXT_HIDDEN_SIZE])],
     parameters=PARAMETERS,
     variants=[pbkit.PythonVariant(TorchTextEncoder), *_file_variants("text_encoder")],
 )
@@ -188,7 +204,7 @@ unet = pbkit.Submodel(
     inputs=[
         pbkit.Input("sample", "FP32", [-1, LATENT_CHANNELS, -1, -1]),
         pbkit.Input("timestep", "FP32", [1]),
-        pbkit.Input("encoder_hidden_states", "FP32", [-1, TEXT_LENGTH, -1]),
+        pbkit.Input("encoder_hidden_states", "FP32", [-1, TEXT_LENGTH, TEXT_HIDDEN_SIZE]),
     ],
     outputs=[pbkit.Output("latent", "FP32", [-1, LATENT_CHANNELS, -1, -1])],
     parameters=PARAMETERS,
