@@ -215,16 +215,18 @@ def requested_outputs(io: ModelIO, requested: Sequence[str] | None) -> frozenset
     return frozenset(io.outputs)
 
 
-def parameters_json(parameters: Mapping[str, bool | int | str] | None) -> str:
-    """Request parameters as the model's ``parameters()`` shows them (gRPC: keys sorted, compact)."""
+def parameters_json(parameters: Mapping[str, bool | int | float | str] | None) -> str:
+    """Request parameters as the model's ``parameters()`` shows them (gRPC: keys sorted, compact).
+
+    Values may be bool, int, float or str, as tritonclient sends them (a float arrives as a double)."""
     import json
 
     if not parameters:
         return "{}"
     for key, value in parameters.items():
-        if not isinstance(value, (bool, int, str)):
+        if not isinstance(value, (bool, int, float, str)):
             raise RequestError(
                 "INVALID_ARG",
-                f"parameter {key!r}: values must be bool, int or str, got {type(value).__name__}",
+                f"parameter {key!r}: values must be bool, int, float or str, got {type(value).__name__}",
             )
     return json.dumps(dict(sorted(parameters.items())), separators=(",", ":"))
