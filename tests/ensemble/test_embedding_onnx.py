@@ -13,7 +13,15 @@ from types import SimpleNamespace
 
 import numpy as np
 import pytest
-from embedding_support import PROJECT, SENTENCES, assert_matches_reference, context, project_importable, texts
+from embedding_support import (
+    PROJECT,
+    SENTENCES,
+    assert_matches_reference,
+    context,
+    project_importable,
+    text_tensor,
+    texts,
+)
 
 from pbkit.build import build
 from pbkit.config.check import check_repository
@@ -51,19 +59,46 @@ def test_exported_encoder_in_the_pipeline_matches_sentence_transformers(
     assert_matches_reference(np.concatenate([r["sentence_embedding"] for r in rows]), reference)
 
 
-def test_repository_with_the_onnx_variant(exported: Path, tmp_path: Path) -> None:
-    copy = tmp_path / "ensemble_embedding"
+@pytest.fixture(scope="module")
+def onnx_repository(exported: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("onnx_variant")
+    copy = root / "ensemble_embedding"
     copy.mkdir()
     for file in PROJECT.glob("*.py"):
         shutil.copy(file, copy / file.name)
     (copy / "onnx").mkdir()
     shutil.copy(exported, copy / "onnx" / "model.onnx")
-    report = build(copy, tmp_path / "repo", variant="onnx")
+    report = build(copy, root / "repo", variant="onnx")
     assert {m.name: m.kind for m in report.models}["embedding_encoder"] == "onnx"
-    config = parse_config((tmp_path / "repo" / "embedding_encoder" / "config.pbtxt").read_text())
+    return root / "repo"
+
+
+def test_repository_with_the_onnx_variant(onnx_repository: Path, exported: Path) -> None:
+    config = parse_config((onnx_repository / "embedding_encoder" / "config.pbtxt").read_text())
     assert config.platform == "onnxruntime_onnx"
     assert config.max_batch_size == 64
     assert (
-        tmp_path / "repo" / "embedding_encoder" / "1" / "model.onnx"
+        onnx_repository / "embedding_encoder" / "1" / "model.onnx"
     ).stat().st_size == exported.stat().st_size
-    assert [str(problem) for problem in check_repository(tmp_path / "repo")] == []
+    assert [str(problem) for problem in check_repository(onnx_repository)] == []
+
+
+def test_onnx_variant_repository_in_local_triton(onnx_repository: Path, reference: np.ndarray) -> None:
+    """The built ensemble, with ONNX Runtime standing in for Triton's ONNX backend."""
+    import onnxruntime
+
+    from pbkit.testing import LocalTriton
+
+    session = onnxruntime.InferenceSession(
+        str(onnx_repository / "embedding_encoder" / "1" / "model.onnx"), providers=["CPUExecutionProvider"]
+    )
+
+    def onnx_backend(inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        (hidden,) = session.run(["last_hidden_state"], inputs)
+        return {"last_hidden_state": hidden}
+
+    with LocalTriton(onnx_repository, stubs={"embedding_encoder": onnx_backend}) as local:
+        got = np.concatenate(
+            [local.infer("embedding", {"TEXT": text_tensor(s)})["EMBEDDING"] for s in SENTENCES]
+        )
+    assert_matches_reference(got, reference)
