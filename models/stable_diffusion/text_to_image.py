@@ -71,6 +71,8 @@ class TextToImageModel:
             vae_decoder=self.vae_decoder,
             max_batch_size=MAX_BATCH_SIZE,
         )
+        # Import the default scheduler's diffusers modules now rather than during the first request.
+        pipeline.make_scheduler(self.pipeline.settings.scheduler, self.pipeline.scheduler_config)
 
     def validate(self, **inputs: np.ndarray | None) -> None:
         """Reject a request with an invalid field (INVALID_ARG naming it) before any network runs."""
