@@ -3,17 +3,14 @@
 from __future__ import annotations
 
 import concurrent.futures
-import dataclasses
 import importlib
 import os
 import socket
 import sys
-import sysconfig
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from types import SimpleNamespace
-from typing import Any
 
 import numpy as np
 
@@ -119,23 +116,6 @@ def assert_matches_reference(got: np.ndarray, reference: np.ndarray, tolerance: 
         f"sentence {worst} ({SENTENCES[worst][:40]!r}) differs by {difference[worst]:.2e}"
     )
     np.testing.assert_allclose(np.linalg.norm(got, axis=1), 1.0, atol=1e-5)
-
-
-def installation() -> Any:
-    """The located tritonserver, with this interpreter's libpython first on the library path.
-
-    The bundled Python-backend stub links ``libpython3.X.so``; when the interpreter running the
-    tests is not the system one (pyenv, conda), the stub must load *that* interpreter's library,
-    or its extension modules (``_ssl``, needed by transformers) fail with undefined symbols.
-    """
-    from pbkit.server.locate import locate_tritonserver
-
-    found = locate_tritonserver()
-    libdir = Path(sysconfig.get_config_var("LIBDIR") or "")
-    library = sysconfig.get_config_var("LDLIBRARY") or ""
-    if library and (libdir / library).is_file() and libdir not in found.library_paths:
-        found = dataclasses.replace(found, library_paths=(*found.library_paths, libdir))
-    return found
 
 
 def free_port() -> int:

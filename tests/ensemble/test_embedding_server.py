@@ -24,7 +24,6 @@ from embedding_support import (
     SENTENCES,
     assert_matches_reference,
     embed_concurrently,
-    installation,
     text_tensor,
 )
 
@@ -54,7 +53,7 @@ def repository(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def server(repository: Path) -> Iterator[Any]:
     from pbkit.testing.server import TritonServer
 
-    with TritonServer(repository, installation=installation(), startup_timeout=240) as running:
+    with TritonServer(repository, startup_timeout=240) as running:
         states = {state.name: state for state in running.model_states()}
         not_ready = {name: s.reason[:300] for name, s in states.items() if s.state != "READY"}
         assert not not_ready, not_ready
