@@ -13,7 +13,12 @@ writes a one-model repository with the config of every variant under --repositor
 runs `pbkit check` on it, and prints the exact trtexec command that builds model.plan on
 a GPU machine (min/opt/max shapes from the declaration or --min/--opt/--max-shape,
 fp16 unless --no-fp16). When trtexec or the tensorrt package is available here, it also
-builds the plan (see --plan).
+builds the plan (see --plan). The exit status is 1 when an export is outside tolerance.
+
+Example, in a project whose submodels declare pbkit.Onnx("exported/encoder.onnx") etc.:
+
+    pbkit export export_models.py:towers      # writes exported/*.onnx, *.pt; prints trtexec
+    pbkit build . -o repository --variant onnx
 """
 
 from __future__ import annotations
