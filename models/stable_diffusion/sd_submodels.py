@@ -131,11 +131,11 @@ class TorchNetworkVariant:
     network = ""
 
     def setup(self, ctx: pbkit.SetupContext) -> None:
+        checkpoint = checkpoint_dir(ctx)
+        configure_torch(ctx)
         import networks
         import torch
 
-        configure_torch(ctx)
-        checkpoint = checkpoint_dir(ctx)
         self.torch = torch
         self.device = torch.device(ctx.device)
         self.module = networks.load_network(self.network, checkpoint).to(self.device)

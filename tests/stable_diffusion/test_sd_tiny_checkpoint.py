@@ -16,6 +16,7 @@ WEIGHT_FILES = (
     "unet/diffusion_pytorch_model.safetensors",
     "vae/diffusion_pytorch_model.safetensors",
 )
+TOKENIZER_FILES = ("tokenizer/tokenizer.json", "tokenizer/vocab.json", "tokenizer/merges.txt")
 
 
 def _digest(path: Path) -> str:
@@ -61,7 +62,7 @@ def test_cli_is_deterministic(sd_checkpoint: Path, tmp_path: Path) -> None:
     )
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == str(out)
-    for name in WEIGHT_FILES:
+    for name in (*WEIGHT_FILES, *TOKENIZER_FILES):
         assert _digest(out / name) == _digest(sd_checkpoint / name), name
 
 
