@@ -122,13 +122,11 @@ def expected_output(variant: dict[str, Any], values: np.ndarray) -> np.ndarray:
         return ~values
     if dtype.startswith("FP"):
         return values * 2
-    wrapped = (values.astype(np.int64) * 2) % 2 ** (8 * values.itemsize)
+    bits = 8 * values.itemsize
     signed = np.dtype(dtype.lower()).kind == "i"
-    if signed:
-        wrapped = np.where(
-            wrapped >= 2 ** (8 * values.itemsize - 1), wrapped - 2 ** (8 * values.itemsize), wrapped
-        )
-    return wrapped.astype(values.dtype)
+    flat = [(2 * int(v)) % 2**bits for v in values.reshape(-1)]
+    flat = [v - 2**bits if signed and v >= 2 ** (bits - 1) else v for v in flat]
+    return np.array(flat, dtype=values.dtype).reshape(values.shape)
 
 
 @pytest.fixture(scope="module")
@@ -329,7 +327,19 @@ def passed_count(output: str) -> int:
 def test_generated_tests_pass_in_process(projects: Path, name: str) -> None:
     result = run_generated_tests(projects / name, "-m", "not server")
     assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-2000:]
-    assert passed_count(result.stdout) >= 2
+    assert passed_count(result.stdout) >= 3
+
+
+@pytest.mark.server
+@pytest.mark.parametrize("name", ["torch_fp16", "stream_bytes"])
+def test_generated_tests_pass_with_their_server_tests(projects: Path, name: str) -> None:
+    """The whole generated suite, server tests included, as a user runs it (each run starts a server, so
+    only one batching and one decoupled variant; every variant is served in the shared-server tests below)."""
+    result = run_generated_tests(projects / name)
+    assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-2000:]
+    deselected = re.search(r"(\d+) deselected", result.stdout)
+    assert deselected is None, result.stdout[-2000:]
+    assert passed_count(result.stdout) >= 7
 
 
 # ------------------------------------------------------------------------------------------- real server
