@@ -280,6 +280,20 @@ def test_pbkit_new_refuses_bad_answers_and_existing_folders(
     assert "INT64[4]" in (tmp_path / "again" / "again.py").read_text()
 
 
+def test_pbkit_new_asks_nothing_without_a_terminal(tmp_path: Path) -> None:
+    """Without ``--no-input`` and with no terminal on standard input, the defaults answer everything."""
+    result = subprocess.run(
+        [sys.executable, "-m", "pbkit.cli.main", "new", "quiet_model", "-o", str(tmp_path), "--decoupled"],
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stderr
+    source = (tmp_path / "quiet_model" / "quiet_model.py").read_text()
+    assert "class QuietModel:" in source and "FP32[4]" in source and "yield" in source
+
+
 def test_new_project_api_checks_its_arguments(tmp_path: Path) -> None:
     from pbkit.cli.new import TemplateError, new_project
 
