@@ -205,7 +205,7 @@ class _Runner:
         measured = await self.phase(
             concurrency, options.requests, options.duration, f"measure  c={concurrency}"
         )
-        after = await _statistics(self.transport)
+        after = await _settled_statistics(self.transport)
         duration = max(measured.last_answer - measured.started, 0.0)
         server: dict[str, Any] = {}
         for name, stats in after.items():
@@ -233,6 +233,18 @@ async def _statistics(transport: Transport) -> dict[str, ModelStats]:
         return await transport.statistics()
     except Exception:
         return {}
+
+
+async def _settled_statistics(transport: Transport, attempts: int = 10) -> dict[str, ModelStats]:
+    """Statistics once they stop changing: the server counts a request after its response is sent."""
+    current = await _statistics(transport)
+    for _ in range(attempts):
+        await asyncio.sleep(0.05)
+        latest = await _statistics(transport)
+        if latest == current:
+            break
+        current = latest
+    return current
 
 
 def _progress_bar(enabled: bool, label: str, max_requests: int | None, max_seconds: float | None) -> Any:
@@ -285,15 +297,18 @@ async def run_bench_async(
     reference_path: str | None = None,
     save_reference_path: str | None = None,
     on_level: Callable[[LevelResult], None] | None = None,
+    transport: Transport | None = None,
 ) -> BenchReport:
     """Run the benchmark described by ``options``; see :func:`run_bench`."""
     options.validate()
-    transport = open_transport(
-        options.protocol,
-        options.url,
-        timeout=options.timeout,
-        connections=max(100, max(int(c) for c in options.concurrency)),
-    )
+    owned = transport is None
+    if transport is None:
+        transport = open_transport(
+            options.protocol,
+            options.url,
+            timeout=options.timeout,
+            connections=max(100, max(int(c) for c in options.concurrency)),
+        )
     try:
         try:
             config = await transport.model_config(options.model, options.version)
@@ -338,7 +353,8 @@ async def run_bench_async(
                 on_level(level)
         return report
     finally:
-        await transport.close()
+        if owned:
+            await transport.close()
 
 
 def run_bench(
@@ -349,13 +365,15 @@ def run_bench(
     reference_path: str | None = None,
     save_reference_path: str | None = None,
     on_level: Callable[[LevelResult], None] | None = None,
+    transport: Transport | None = None,
 ) -> BenchReport:
     """Load ``options.model`` at each concurrency level and return what was measured.
 
     ``inputs`` makes pool entry ``k``'s inputs (default: seeded synthetic inputs from the model's
     config); ``check`` judges each response (default: :class:`ReferenceCheck`, whose references come
     from one-at-a-time requests before the load, or from ``reference_path``, saved by an earlier run
-    with ``save_reference_path``). ``on_level`` is called after each level.
+    with ``save_reference_path``). ``on_level`` is called after each level. ``transport`` replaces the
+    tritonclient connection made from ``options.protocol`` and ``options.url`` (the caller closes it).
     """
     return asyncio.run(
         run_bench_async(
@@ -365,5 +383,6 @@ def run_bench(
             reference_path=reference_path,
             save_reference_path=save_reference_path,
             on_level=on_level,
+            transport=transport,
         )
     )
