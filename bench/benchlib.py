@@ -91,6 +91,8 @@ class Measurement:
     label: str
     level: LevelResult
     cpu_seconds: dict[str, float] = field(default_factory=dict)
+    load_1min: float = 0.0
+    """The machine's 1-minute load average when the window ended."""
 
     @property
     def throughput(self) -> float:
@@ -105,6 +107,7 @@ class Measurement:
             "throughput": self.throughput,
             "cpu_seconds": self.cpu_seconds,
             "cpu_us_per_request": {name: self.cpu_us_per_request(name) for name in self.cpu_seconds},
+            "load_1min": self.load_1min,
             "level": self.level.to_json(),
         }
 
@@ -146,7 +149,7 @@ def measure(
         f"p50 {level.latency_ms.p50:7.2f} ms  p99 {level.latency_ms.p99:7.2f} ms  errors {level.errors}",
         flush=True,
     )
-    return Measurement(label, level, spent)
+    return Measurement(label, level, spent, load_average()[0])
 
 
 def _get(url: str, timeout: float = 2.0) -> int | None:

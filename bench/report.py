@@ -149,8 +149,8 @@ def _machine(results: Mapping[str, Any]) -> list[str]:
         f"{results['plan']['embedding_seconds']:g} s (embedding) after a warm-up, "
         f"{results['plan']['repeats']} repetitions per side, alternating sides; medians reported",
         f"- **Load average** (1/5/15 min) before: {before[0]:.2f} / {before[1]:.2f} / {before[2]:.2f}, "
-        f"after: {after[0]:.2f} / {after[1]:.2f} / {after[2]:.2f}. The load generator, tritonserver and "
-        "every model process share the same 2 cores.",
+        f"after: {after[0]:.2f} / {after[1]:.2f} / {after[2]:.2f} (each window's is in results.json). "
+        "The load generator, tritonserver and every model process share the same 2 cores.",
     ] + [f"- **Environment**: {note}" for note in results.get("environment", [])]
 
 
@@ -322,7 +322,9 @@ def _batching_section(results: Mapping[str, Any], plots: Mapping[str, str]) -> l
         f"{off['p99_ms']:.0f} | {off['errors']} |",
         "",
         f"Gain: **{batching['gain']:.2f}x**. With batching on, the encoder ran {total} batches for {rows} sentences "
-        f"(mean {rows / max(total, 1):.1f} per batch).",
+        f"(mean {rows / max(total, 1):.1f} per batch). CPU time of all the ensemble's model processes and "
+        f"tritonserver per sentence: {on.get('server_cpu_ms_per_request', 0):.1f} ms with batching, "
+        f"{off.get('server_cpu_ms_per_request', 0):.1f} ms without.",
         "",
         f"![Batching gain]({plots['batching']})",
         "",
@@ -343,6 +345,11 @@ def _limit_section(results: Mapping[str, Any], plots: Mapping[str, str]) -> list
         "",
         f"Served ensemble **{_fmt(limit['ensemble_sentences_per_s'])}** sentences/s, limit "
         f"**{_fmt(limit['limit_sentences_per_s'])}** sentences/s: ratio **{limit['ratio']:.2f}**.",
+        "",
+        "In CPU time, which does not depend on what else ran: the in-process forward took "
+        f"{limit.get('forward_cpu_ms_per_sentence', 0):.1f} ms per sentence; the served ensemble "
+        f"{results['embedding']['batching']['on'].get('server_cpu_ms_per_request', 0):.1f} ms per sentence over "
+        "all its model processes and tritonserver (the load generator not counted).",
         "",
         "| Batch size | batches run by the served encoder | in-process forward ms | served encoder compute ms |",
         "|---|---|---|---|",

@@ -118,6 +118,10 @@ def summarise(measurements: Sequence[Measurement], cpu_names: Sequence[str] = ()
         "cpu_us_per_request": {
             name: median_of(measurements, lambda m, n=name: m.cpu_us_per_request(n)) for name in cpu_names
         },
+        "server_cpu_ms_per_request": median_of(
+            measurements, lambda m: sum(m.cpu_seconds.values()) / max(m.level.ok, 1) * 1e3
+        ),
+        "load_1min": [m.load_1min for m in measurements],
         "runs": [m.to_json() for m in measurements],
     }
 
@@ -258,6 +262,7 @@ def embedding_suite(workdir: Path, plan: Plan, with_pytriton: bool) -> dict[str,
         batching: dict[str, list[Measurement]] = {side: [] for side in sides}
         for _, side in alternate(sides, plan.repeats):
             watch = {name: pid for name, pid in stubs.items() if name.startswith("embedding")}
+            watch["tritonserver"] = server.process.pid or 0
             batching[side].append(run(side, side, server.grpc_url, BATCHING_CONCURRENCY, watch))
         result["batching"] = {
             "concurrency": BATCHING_CONCURRENCY,
@@ -359,26 +364,29 @@ def limit_suite(embedding: Mapping[str, Any], plan: Plan) -> dict[str, Any]:
     if not executions:
         raise RuntimeError("the served encoder reported no batches")
 
-    def forward_seconds(size: int, offset: int) -> float:
+    def forward_seconds(size: int, offset: int) -> tuple[float, float]:
+        """Wall and CPU seconds of one forward over ``size`` pool sentences."""
         batch = [texts[(offset + i) % len(texts)] for i in range(size)]
         tokens = tokenizer(batch, padding="max_length", truncation=True, max_length=256, return_tensors="pt")
         arguments = (tokens["input_ids"], tokens["attention_mask"], tokens["token_type_ids"])
         with torch.inference_mode():
-            start = time.perf_counter()
+            start, cpu_start = time.perf_counter(), time.process_time()
             encoder(*arguments)
-            return time.perf_counter() - start
+            return time.perf_counter() - start, time.process_time() - cpu_start
 
     log(
         f"limit: in-process encoder forward at {len(executions)} batch sizes, torch threads {torch.get_num_threads()}"
     )
     forward_seconds(8, 0)  # first call allocates
     per_size: dict[str, float] = {}
+    cpu_per_size: dict[str, float] = {}
     for size in sorted(executions):
-        runs = max(plan.limit_runs, 1)
-        times = [forward_seconds(size, size * run * 7) for run in range(runs)]
-        per_size[str(size)] = float(np.mean(times))
+        times = [forward_seconds(size, size * run * 7) for run in range(max(plan.limit_runs, 1))]
+        per_size[str(size)] = float(np.mean([wall for wall, _ in times]))
+        cpu_per_size[str(size)] = float(np.mean([cpu for _, cpu in times]))
     rows = sum(size * count for size, count in executions.items())
     seconds = sum(per_size[str(size)] * count for size, count in executions.items())
+    cpu_seconds = sum(cpu_per_size[str(size)] * count for size, count in executions.items())
     limit = rows / seconds
     served = embedding["batching"]["on"]["throughput"]
     server_ms = embedding["encoder_batches"]["infer_ms"]
@@ -388,6 +396,7 @@ def limit_suite(embedding: Mapping[str, Any], plan: Plan) -> dict[str, Any]:
         "ratio": served / limit,
         "torch_threads": torch.get_num_threads(),
         "forward_ms": {size: seconds * 1e3 for size, seconds in per_size.items()},
+        "forward_cpu_ms_per_sentence": cpu_seconds / rows * 1e3,
         "server_encoder_ms": {
             size: server_ms[size] / executions[int(size)] for size in server_ms if executions.get(int(size))
         },
@@ -429,8 +438,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     parser.add_argument("--no-pytriton", action="store_true", help="skip the PyTriton comparison")
     parser.add_argument("--no-docs", action="store_true", help="only write the JSON results")
+    parser.add_argument(
+        "--wait-quiet",
+        type=float,
+        default=0.0,
+        metavar="SECONDS",
+        help="first wait up to SECONDS for the 1-minute load average to drop below --quiet-load",
+    )
+    parser.add_argument(
+        "--quiet-load", type=float, default=1.0, help="see --wait-quiet (default: %(default)s)"
+    )
     args = parser.parse_args(argv)
     plan = Plan.quick() if args.quick else Plan.full()
+    waited = wait_for_quiet(args.wait_quiet, args.quiet_load)
     started = time.monotonic()
     results: dict[str, Any] = {
         "started": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
@@ -438,6 +458,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "machine": machine_description(),
         "environment": prepare_environment(),
         "load_average_before": load_average(),
+        "waited_for_quiet_s": waited,
     }
     results["machine"]["tritonserver"] = _tritonserver_version()
     with tempfile.TemporaryDirectory(prefix="pbkit-bench-") as tmp:
@@ -459,6 +480,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         write_report(results, args.docs)
         log(f"report written to {args.docs / 'benchmarks.md'}")
     return 0
+
+
+def wait_for_quiet(seconds: float, threshold: float) -> float:
+    """Wait (at most ``seconds``) until the 1-minute load average is below ``threshold``; return the wait."""
+    start = time.monotonic()
+    if seconds <= 0:
+        return 0.0
+    while load_average()[0] >= threshold and time.monotonic() - start < seconds:
+        log(f"waiting for a quieter machine: load average {load_average()[0]:.2f} >= {threshold}")
+        time.sleep(15.0)
+    return time.monotonic() - start
 
 
 def _tritonserver_version() -> str:
