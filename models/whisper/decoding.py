@@ -357,6 +357,29 @@ class IncrementalText:
         return piece
 
 
+class TextPieces:
+    """Per-row :class:`IncrementalText` state for a batch, fed one :class:`StepResult` at a time."""
+
+    def __init__(self, tokenizer: TextDecoder, eos_token_id: int) -> None:
+        self.tokenizer = tokenizer
+        self.eos_token_id = eos_token_id
+        self.texts: dict[int, IncrementalText] = {}
+
+    def step(self, result: StepResult) -> list[tuple[int, str, bool]]:
+        """``(row, piece, done)`` for every row of the step (the piece may be empty); with ``done=True``
+        the piece also carries whatever text the row still held back."""
+        items = []
+        for row, token, done in zip(
+            result.rows.tolist(), result.tokens.tolist(), result.finished.tolist(), strict=True
+        ):
+            text = self.texts.setdefault(row, IncrementalText(self.tokenizer))
+            piece = text.push(token) if token != self.eos_token_id else ""
+            if done:
+                piece += text.flush()
+            items.append((row, piece, done))
+        return items
+
+
 def iter_text_pieces(
     steps: Iterator[StepResult], tokenizer: TextDecoder, eos_token_id: int
 ) -> Iterator[tuple[int, str, bool]]:
@@ -365,13 +388,6 @@ def iter_text_pieces(
     Every step yields one item per running row (the piece may be empty); the item with ``done=True`` is the
     row's last and carries any held-back text.
     """
-    texts: dict[int, IncrementalText] = {}
+    pieces = TextPieces(tokenizer, eos_token_id)
     for result in steps:
-        for row, token, done in zip(
-            result.rows.tolist(), result.tokens.tolist(), result.finished.tolist(), strict=True
-        ):
-            text = texts.setdefault(row, IncrementalText(tokenizer))
-            piece = text.push(token) if token != eos_token_id else ""
-            if done:
-                piece += text.flush()
-            yield row, piece, done
+        yield from pieces.step(result)

@@ -96,6 +96,14 @@ class Transcriber:
         )
         return PreparedRequest(clip, prompt)
 
+    def check(
+        self, wav: object, sample_rate: object = None, language: object = None, task: object = None
+    ) -> None:
+        """The checks of :meth:`prepare` without resampling: cheap enough to run on every request first."""
+        rate = features.SAMPLE_RATE if sample_rate is None else features.validate_sample_rate(sample_rate)
+        features.validate_waveform(wav, rate)
+        decoding.row_prompt(self.settings, optional_text(language, "LANGUAGE"), optional_text(task, "TASK"))
+
     def _steps(
         self, requests: Sequence[PreparedRequest], encode: decoding.NumpyFn, decode_step: decoding.NumpyFn
     ) -> Iterator[decoding.StepResult]:
@@ -105,16 +113,36 @@ class Transcriber:
             encode, decode_step, input_features, self.settings, prompts, self.max_new_tokens
         )
 
-    def transcribe(
+    def generate(
         self, requests: Sequence[PreparedRequest], encode: decoding.NumpyFn, decode_step: decoding.NumpyFn
-    ) -> list[str]:
-        """Text of each request, decoding the whole batch together."""
+    ) -> list[list[int]]:
+        """Generated token ids of each request (prompt and end-of-text excluded), decoding the batch together."""
         ids: list[list[int]] = [[] for _ in requests]
         for step in self._steps(requests, encode, decode_step):
             for row, token in zip(step.rows.tolist(), step.tokens.tolist(), strict=True):
                 if token != self.settings.eos_token_id:
                     ids[row].append(token)
-        return [decoding.decode_text(self.tokenizer, row).strip() for row in ids]
+        return ids
+
+    def text(self, ids: Sequence[int]) -> str:
+        """The text of generated ids, special tokens removed and surrounding whitespace stripped."""
+        return decoding.decode_text(self.tokenizer, ids).strip()
+
+    def transcribe(
+        self, requests: Sequence[PreparedRequest], encode: decoding.NumpyFn, decode_step: decoding.NumpyFn
+    ) -> list[str]:
+        """Text of each request, decoding the whole batch together."""
+        return [self.text(row) for row in self.generate(requests, encode, decode_step)]
+
+    def stream_steps(
+        self, requests: Sequence[PreparedRequest], encode: decoding.NumpyFn, decode_step: decoding.NumpyFn
+    ) -> Iterator[list[tuple[int, str, bool]]]:
+        """One list per decoding step: ``(request index, text piece, done)`` for each request still running
+        at that step (pieces may be empty). A request's pieces join to its :meth:`transcribe` text."""
+        rows = [_StrippedStream() for _ in requests]
+        pieces = decoding.TextPieces(self.tokenizer, self.settings.eos_token_id)
+        for step in self._steps(requests, encode, decode_step):
+            yield [(row, rows[row].feed(piece), done) for row, piece, done in pieces.step(step)]
 
     def stream(
         self, requests: Sequence[PreparedRequest], encode: decoding.NumpyFn, decode_step: decoding.NumpyFn
@@ -122,9 +150,7 @@ class Transcriber:
         """``(request index, text piece, done)`` as tokens are decoded; only non-empty pieces and the final
         ``done`` item (whose piece may be empty) are yielded. A request's pieces join to its
         :meth:`transcribe` text."""
-        rows = [_StrippedStream() for _ in requests]
-        steps = self._steps(requests, encode, decode_step)
-        for row, piece, done in decoding.iter_text_pieces(steps, self.tokenizer, self.settings.eos_token_id):
-            text = rows[row].feed(piece)
-            if text or done:
-                yield row, text, done
+        for items in self.stream_steps(requests, encode, decode_step):
+            for row, text, done in items:
+                if text or done:
+                    yield row, text, done
