@@ -7,13 +7,25 @@ in the same test session. The loaded modules keep references to each other.
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 from types import ModuleType
 
 MODEL_DIR = Path(__file__).resolve().parents[2] / "models" / "whisper"
-MODULE_NAMES = ("features", "decoding", "convert_ct2", "tiny_random", "networks", "transcriber")
+MODULE_NAMES = (
+    "features",
+    "decoding",
+    "convert_ct2",
+    "tiny_random",
+    "networks",
+    "transcriber",
+    "whisper_submodels",
+    "whisper_orchestrator",
+    "export_variants",
+)
 
 
 def _load() -> dict[str, ModuleType]:
@@ -29,9 +41,27 @@ def _load() -> dict[str, ModuleType]:
 
 
 _MODULES = _load()
+
+
+@contextlib.contextmanager
+def whisper_namespace() -> Iterator[None]:
+    """Make the example's modules importable by their top-level names (for imports done inside ``setup``)."""
+    saved = {name: sys.modules.pop(name) for name in MODULE_NAMES if name in sys.modules}
+    sys.modules.update(_MODULES)
+    try:
+        yield
+    finally:
+        for name in MODULE_NAMES:
+            sys.modules.pop(name, None)
+        sys.modules.update(saved)
+
+
 features = _MODULES["features"]
 decoding = _MODULES["decoding"]
 convert_ct2 = _MODULES["convert_ct2"]
 tiny_random = _MODULES["tiny_random"]
 networks = _MODULES["networks"]
 transcriber = _MODULES["transcriber"]
+whisper_submodels = _MODULES["whisper_submodels"]
+whisper_orchestrator = _MODULES["whisper_orchestrator"]
+export_variants = _MODULES["export_variants"]
