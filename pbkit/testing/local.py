@@ -73,6 +73,7 @@ from .fake.messages import (
     error_response,
 )
 from .fake.metrics import LogLevel, MetricRegistry
+from .fake.ordering import unordered_order
 from .fake.tensor import Tensor, as_bytes_array, raw_array, received, triton_type
 from .fake.validation import (
     ModelIO,
@@ -766,43 +767,56 @@ class LocalTriton:
 
     # ------------------------------------------------------------------------------ ensembles
     def _run_ensemble(self, entry: _Version, pending: PendingRequest, deadline: float | None) -> None:
+        """Run the ensemble's steps as their inputs become available (steps no requested output needs are
+        pruned); a failing step fails the request with its code and ``in ensemble '<name>', <message>``."""
         assert entry.config is not None
         try:
             pool = {t.name(): t for t in pending.inputs}
-            steps = list(entry.config.ensemble_scheduling.step)
-            done = [False] * len(steps)
-            progress = True
-            while progress and not all(done):
-                progress = False
-                for index, step in enumerate(steps):
-                    if done[index] or any(source not in pool for source in step.input_map.values()):
-                        continue
+            steps = [step for step in entry.config.ensemble_scheduling.step]
+            needed = set(pending.requested)
+            changed = True
+            while changed:
+                changed = False
+                for step in steps:
+                    if needed.intersection(step.output_map.values()) and not needed.issuperset(
+                        step.input_map.values()
+                    ):
+                        needed.update(step.input_map.values())
+                        changed = True
+            remaining = [step for step in steps if needed.intersection(step.output_map.values())]
+            while remaining:
+                ready = [
+                    step for step in remaining if all(source in pool for source in step.input_map.values())
+                ]
+                if not ready:
+                    raise RequestError(
+                        "INVALID_ARG",
+                        f"in ensemble '{entry.name}', {_request_prefix(pending.request_id)}unexpected deadlock, at "
+                        "least one output is not set while no more ensemble steps can be made",
+                    )
+                for step in ready:
+                    remaining.remove(step)
                     step_inputs = [
                         Tensor._wrap(name, raw_array(pool[source]), triton_type(pool[source]))
                         for name, source in step.input_map.items()
                     ]
-                    results = self._internal_infer(
-                        step.model_name,
-                        step.model_version,
-                        step_inputs,
-                        list(step.output_map),
-                        pending,
-                        deadline,
-                    )
+                    try:
+                        results = self._internal_infer(
+                            step.model_name,
+                            step.model_version,
+                            step_inputs,
+                            list(step.output_map),
+                            pending,
+                            deadline,
+                        )
+                    except RequestError as exc:
+                        raise RequestError(exc.code, f"in ensemble '{entry.name}', {exc.message}") from None
                     for name, target in step.output_map.items():
                         if name in results:
                             pool[target] = results[name]
-                    done[index] = True
-                    progress = True
-            if not all(done):
-                blocked = [steps[i].model_name for i, finished in enumerate(done) if not finished]
-                raise RequestError(
-                    "INTERNAL",
-                    f"in ensemble '{entry.name}', step(s) {blocked} never received all their inputs",
-                )
             tensors = [
                 Tensor._wrap(name, raw_array(pool[name]), triton_type(pool[name]))
-                for name in entry.io.outputs
+                for name in unordered_order(entry.io.outputs)
                 if name in pending.requested and name in pool
             ]
             pending.emit(
@@ -949,6 +963,10 @@ class _AllOutputs(frozenset):  # type: ignore[type-arg]
 
     def __contains__(self, item: object) -> bool:
         return True
+
+
+def _request_prefix(request_id: str) -> str:
+    return f"[request id: {request_id or '<id_unknown>'}] "
 
 
 def _version_number(version: int | str | None) -> int:

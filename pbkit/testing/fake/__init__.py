@@ -61,5 +61,6 @@ __all__ = [
 def install() -> ModuleType:
     """Make ``import triton_python_backend_utils`` return the fake module; returns it."""
     if sys.modules.get(MODULE_NAME) is not pb_utils:
+        pb_utils.__name__ = MODULE_NAME  # as in messages such as "cannot import name ... from ..."
         sys.modules[MODULE_NAME] = pb_utils
     return pb_utils

@@ -103,7 +103,7 @@ def format_exception(exc: BaseException) -> str:
     frames = [
         frame
         for frame in traceback.extract_tb(exc.__traceback__)
-        if not frame.filename.startswith(_FAKE_DIR) and frame.filename != _LOCAL_FILE
+        if not frame.filename.startswith((_FAKE_DIR, "<frozen importlib")) and frame.filename != _LOCAL_FILE
     ]
     if not frames:
         return text
@@ -222,7 +222,7 @@ def execute_batch(
             pending.emit(Event(response=response, flags=TRITONSERVER_RESPONSE_COMPLETE_FINAL))
         elif release_flags(request) == TRITONSERVER_REQUEST_RELEASE_RESCHEDULE and not instance.decoupled:
             requeued.add(index)
-        elif not pending.completed and not pending.sender_taken:
+        elif not instance.decoupled and not pending.completed and not pending.sender_taken:
             pending.emit(Event(abandoned=True))
     for index, pending in enumerate(batch):
         if index in requeued:

@@ -475,8 +475,13 @@ class InferenceRequest:
     # ------------------------------------------------------------------ BLS
     def exec(self, decoupled: bool = False) -> InferenceResponse | ResponseIterator:
         """Run this request on ``model_name``; errors come back as error responses, never raised."""
-        if not isinstance(decoupled, bool):
-            raise TypeError("exec(): incompatible function arguments (decoupled must be a bool)")
+        if isinstance(decoupled, (str, bytes)) or not hasattr(decoupled, "__bool__"):
+            raise TypeError(
+                "exec(): incompatible function arguments. The following argument types are supported:\n"
+                "    1. (self: c_python_backend_utils.InferenceRequest, decoupled: bool = False) -> object\n\n"
+                f"Invoked with: {self!r}, {decoupled!r}"
+            )
+        decoupled = bool(decoupled)
         instance = context.current_instance()
         if instance is not None and (not instance.initialized or instance.finalizing):
             raise TritonModelException("BLS is only supported during the 'execute' function.")

@@ -170,6 +170,13 @@ def _scalar(field: FieldDescriptor, value: Any) -> Any:
     return value
 
 
+def _is_repeated(field: FieldDescriptor) -> bool:
+    flag = getattr(field, "is_repeated", None)
+    if flag is None:
+        return field.label == FieldDescriptor.LABEL_REPEATED
+    return bool(flag() if callable(flag) else flag)
+
+
 def _message(message: Any) -> dict[str, Any]:
     """Protobuf's JSON with ``always_print_primitive_fields`` and proto field names, in declaration order."""
     out: dict[str, Any] = {}
@@ -181,9 +188,9 @@ def _message(message: Any) -> dict[str, Any]:
                 str(key): (
                     _message(item) if value_field.message_type is not None else _scalar(value_field, item)
                 )
-                for key, item in sorted(value.items())
+                for key, item in value.items()
             }
-        elif field.label == FieldDescriptor.LABEL_REPEATED:
+        elif _is_repeated(field):
             out[field.name] = [
                 _message(item) if field.message_type is not None else _scalar(field, item) for item in value
             ]

@@ -10,6 +10,7 @@ from typing import Any
 import numpy as np
 
 from . import dtypes
+from .ordering import unordered_order
 from .repository import ModelConfig
 
 _BATCH_NOTE = (
@@ -125,10 +126,13 @@ def check_request(
 ) -> int:
     """Validate a request like the core; returns its batch size (0 for non-batching models).
 
-    ``inputs`` are (name, Triton type, shape) in request order.
+    ``inputs`` are (name, Triton type, shape) in request order; the core walks them in the order of its
+    ``unordered_map``, which decides the input an error names when several are wrong.
     """
     if not io.checked:
         return 0
+    by_name = {name: (name, kind, shape) for name, kind, shape in inputs}
+    inputs = [by_name[name] for name in unordered_order(by_name)]
     model = io.name
     prefix = _prefix(request_id)
     for name in requested or ():

@@ -1,0 +1,1 @@
+"""Differential tests: the same scenarios against LocalTriton and a real tritonserver."""
