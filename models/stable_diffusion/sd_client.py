@@ -123,7 +123,7 @@ def save_png(image: np.ndarray, path: str | Path) -> Path:
 
     target = Path(path)
     target.parent.mkdir(parents=True, exist_ok=True)
-    Image.fromarray(image, mode="RGB").save(target)
+    Image.fromarray(np.ascontiguousarray(image, dtype=np.uint8)).save(target)
     return target
 
 

@@ -12,11 +12,12 @@ import concurrent.futures
 import json
 import os
 import re
+import time
 import urllib.request
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 import torch
@@ -28,6 +29,7 @@ from pbkit.testing.client import InferError
 SIZE = 16  # a multiple of 8: diffusers insists on it whatever the VAE factor
 STEPS = 3
 ROWS_METRIC = sd_submodels.ROWS_METRIC
+T = TypeVar("T")
 
 
 @contextmanager
@@ -110,6 +112,19 @@ def infer_concurrently(client: Any, model: str, requests: Sequence[dict[str, np.
 
     with concurrent.futures.ThreadPoolExecutor(max_workers=len(requests)) as pool:
         return list(pool.map(one, requests))
+
+
+def eventually(read: Callable[[], T], done: Callable[[T], bool], timeout: float = 10.0) -> T:
+    """Poll ``read`` until ``done`` accepts its value or ``timeout`` passes; return the last value.
+
+    Triton updates a model's statistics just after sending its response, so a client can be faster.
+    """
+    deadline = time.monotonic() + timeout
+    value = read()
+    while not done(value) and time.monotonic() < deadline:
+        time.sleep(0.05)
+        value = read()
+    return value
 
 
 class Observer:
