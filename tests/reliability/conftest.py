@@ -1,0 +1,88 @@
+"""Shared fixtures of the reliability tests: one repository (the example models and the reliability
+project), one real tritonserver and one LocalTriton on it for the whole session, and the oracles.
+
+``PBKIT_FUZZ_SCALE`` multiplies the number of fuzzed requests per model (default 1: the CI size);
+``PBKIT_RELIABILITY_REPORT`` names a JSON file that receives the fuzzing statistics of the session.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from reliability_contracts import EmbeddingReferences
+from reliability_fuzz import FuzzStatistics
+
+from pbkit.build import build
+from pbkit.config.check import check_repository
+
+ROOT = Path(__file__).resolve().parents[2]
+RELIABILITY_PROJECT = ROOT / "tests" / "fixtures" / "reliability_project"
+EXAMPLE_MODELS = ROOT / "models"
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+
+def build_reliability_repository(output: Path) -> Path:
+    """The example models and the reliability project, built into one repository at ``output``."""
+    build(EXAMPLE_MODELS, output, clean=True)
+    build(RELIABILITY_PROJECT, output)
+    problems = check_repository(output)
+    assert problems == [], problems
+    return output
+
+
+@pytest.fixture(scope="session")
+def reliability_repository(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return build_reliability_repository(tmp_path_factory.mktemp("reliability") / "repo")
+
+
+#: The models the fuzzing and soak tests use (the fault tests start their own server).
+SERVED_MODELS = (
+    "embedding",
+    "embedding_tokenizer",
+    "embedding_encoder",
+    "embedding_pooling",
+    "fuzz_target",
+    "soak_batcher",
+)
+
+
+@pytest.fixture(scope="session")
+def triton(reliability_repository: Path) -> Iterator[object]:
+    """A real tritonserver on the reliability repository, serving :data:`SERVED_MODELS`."""
+    from pbkit.testing.server import TritonServer
+
+    with TritonServer(reliability_repository, load_models=SERVED_MODELS, timeout=120, stop_grace=5) as server:
+        yield server
+
+
+@pytest.fixture(scope="session")
+def local_triton(reliability_repository: Path) -> Iterator[object]:
+    """The same repository served in-process."""
+    from pbkit.testing.local import LocalTriton
+
+    with LocalTriton(reliability_repository, models=SERVED_MODELS, timeout=120) as local:
+        yield local
+
+
+@pytest.fixture(scope="session")
+def embedding_references() -> EmbeddingReferences:
+    return EmbeddingReferences()
+
+
+@pytest.fixture(scope="session")
+def fuzz_statistics() -> Iterator[FuzzStatistics]:
+    statistics = FuzzStatistics()
+    yield statistics
+    report = os.environ.get("PBKIT_RELIABILITY_REPORT")
+    if report:
+        Path(report).write_text(json.dumps(statistics.to_json(), indent=2, sort_keys=True) + "\n")
+
+
+def fuzz_scale() -> float:
+    """``PBKIT_FUZZ_SCALE`` as a float (default 1)."""
+    return float(os.environ.get("PBKIT_FUZZ_SCALE", "1"))
