@@ -13,9 +13,43 @@ import pytest
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
-from whisper_modules import convert_ct2, features, networks, tiny_random
+from whisper_modules import MODEL_DIR, convert_ct2, features, networks, tiny_random
 
 NUMBERS_TEXT = "one two three four five six seven eight nine ten"
+#: The orchestrators, whose ``WAV`` takes requests of different lengths into one batch.
+ORCHESTRATORS = ("whisper", "whisper_stream")
+
+
+def build_repository(out: Path, checkpoint: Path | None = None, **variant: Any) -> Path:
+    """``pbkit build models/whisper`` into ``out``; ``checkpoint`` is set through ``PBKIT_WHISPER_CHECKPOINT``
+    (else the build's default, ``checkpoints/whisper-tiny.en``). Keyword arguments go to ``build``."""
+    from pbkit.build import build
+
+    with pytest.MonkeyPatch.context() as env:
+        if checkpoint is None:
+            env.delenv("PBKIT_WHISPER_CHECKPOINT", raising=False)
+        else:
+            env.setenv("PBKIT_WHISPER_CHECKPOINT", str(checkpoint))
+        build(MODEL_DIR, out, **variant)
+    return out
+
+
+def allow_ragged_wav(repository: Path) -> None:
+    """Let Triton's dynamic batcher put requests with different ``WAV`` lengths into one ``execute`` call.
+
+    Triton batches requests whose variable-size inputs differ in shape only when the input sets
+    ``allow_ragged_batch``; ``config.pbtxt`` as pbkit renders it does not carry that field, so it is added
+    here to the orchestrators' ``WAV`` (a no-op once the rendered config has it).
+    """
+    from pbkit.config import read_config, render
+
+    for name in ORCHESTRATORS:
+        path = repository / name / "config.pbtxt"
+        config = read_config(path)
+        (wav,) = [tensor for tensor in config.input if tensor.name == "WAV"]
+        if not wav.allow_ragged_batch:
+            wav.allow_ragged_batch = True
+            path.write_text(render(config), encoding="utf-8")
 
 
 def make_clips(seed: int = 5) -> list[np.ndarray]:
