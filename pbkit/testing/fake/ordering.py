@@ -9,6 +9,7 @@ keys), and insertion at the front of a bucket (or of the whole list when the buc
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterable
 
 _MUL = 0xC6A4A7935BD1E995
@@ -99,7 +100,12 @@ class _Table:
 
 def unordered_order(keys: Iterable[str]) -> list[str]:
     """The iteration order of an ``unordered_map`` after inserting ``keys`` in order (duplicates ignored)."""
+    return list(_order(tuple(keys)))
+
+
+@functools.lru_cache(maxsize=4096)
+def _order(keys: tuple[str, ...]) -> tuple[str, ...]:
     table = _Table()
     for key in keys:
         table.insert(key)
-    return list(table.order)
+    return tuple(table.order)
