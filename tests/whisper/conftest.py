@@ -20,17 +20,21 @@ NUMBERS_TEXT = "one two three four five six seven eight nine ten"
 ORCHESTRATORS = ("whisper", "whisper_stream")
 
 
-def build_repository(out: Path, checkpoint: Path | None = None, **variant: Any) -> Path:
-    """``pbkit build models/whisper`` into ``out``; ``checkpoint`` is set through ``PBKIT_WHISPER_CHECKPOINT``
-    (else the build's default, ``checkpoints/whisper-tiny.en``). Keyword arguments go to ``build``."""
+def build_repository(
+    out: Path, checkpoint: Path | None = None, onnx_dir: Path | None = None, **options: Any
+) -> Path:
+    """``pbkit build models/whisper`` into ``out``. ``checkpoint`` is passed through
+    ``PBKIT_WHISPER_CHECKPOINT`` (else the build's default, ``checkpoints/whisper-tiny.en``), ``onnx_dir``
+    through ``PBKIT_WHISPER_ONNX_DIR``; ``options`` go to ``build`` (``variant=``)."""
     from pbkit.build import build
 
     with pytest.MonkeyPatch.context() as env:
-        if checkpoint is None:
-            env.delenv("PBKIT_WHISPER_CHECKPOINT", raising=False)
-        else:
-            env.setenv("PBKIT_WHISPER_CHECKPOINT", str(checkpoint))
-        build(MODEL_DIR, out, **variant)
+        for name, value in (("PBKIT_WHISPER_CHECKPOINT", checkpoint), ("PBKIT_WHISPER_ONNX_DIR", onnx_dir)):
+            if value is None:
+                env.delenv(name, raising=False)
+            else:
+                env.setenv(name, str(value))
+        build(MODEL_DIR, out, **options)
     return out
 
 

@@ -28,8 +28,7 @@ DIGITS = [str(n) for n in range(1, 11)]
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TritonServer]:
     with pytest.MonkeyPatch.context() as env:
         env.delenv(whisper_submodels.CHECKPOINT_ENV, raising=False)
-        env.delenv(whisper_submodels.CHECKPOINTS_ENV, raising=False)
-        checkpoint = Path(whisper_submodels.default_checkpoint())
+        checkpoint = Path(whisper_submodels.default_checkpoint())  # what build_repository builds with
     if not (checkpoint / "model.safetensors").is_file():
         pytest.fail(f"{checkpoint} is missing: run `python scripts/prepare_checkpoints.py` first")
     repository = build_repository(tmp_path_factory.mktemp("whisper_tiny_en") / "repository")
