@@ -162,11 +162,23 @@ def _harness(harness: Mapping[str, Any]) -> tuple[str, list[str]]:
     if harness.get("returncode") or not data:
         tail = (harness.get("stderr") or harness.get("stdout") or "").strip().splitlines()[-5:]
         return "failed", ["`bench/harness_overhead.py` failed:", "", "```", *tail, "```"]
-    lines = ["Reported by `bench/harness_overhead.py`:", "", "```json", json.dumps(data, indent=1), "```"]
-    headline = data.get("summary") or data.get("us_per_call") or ""
-    if isinstance(headline, (int, float)):
-        headline = f"{headline:.1f} µs per call"
-    return str(headline) or "see section 5", lines
+    lines = [
+        "`bench/harness_overhead.py` times `LocalTriton.infer` (the in-process harness, no server) on the",
+        "add_sub example with a 4-element tensor, against the model's own `execute` called directly (the floor).",
+        "",
+        "| Call | median µs | p10 µs | p90 µs |",
+        "|---|---|---|---|",
+    ]
+    for name, row in data.get("results", {}).items():
+        lines.append(f"| {name} | {row['median_us']:.1f} | {row['p10_us']:.1f} | {row['p90_us']:.1f} |")
+    cell = f"{data['us_per_call']:.0f} µs per call" if "us_per_call" in data else "see section 5"
+    if "overhead_median_us" in data:
+        lines += [
+            "",
+            f"Harness overhead per `infer` over the bare `execute`: {data['overhead_median_us']:.1f} µs.",
+        ]
+        cell += f" ({data['overhead_median_us']:.0f} µs over the bare `execute`)"
+    return cell, lines
 
 
 def write_report(results: Mapping[str, Any], docs: Path) -> Path:
