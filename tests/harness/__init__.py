@@ -1,0 +1,1 @@
+"""Unit tests of the fake pb_utils module and of LocalTriton."""
