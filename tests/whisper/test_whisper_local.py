@@ -33,6 +33,7 @@ def tokens(result: dict[str, np.ndarray]) -> list[int]:
 @pytest.fixture(scope="module")
 def local(tmp_path_factory: pytest.TempPathFactory, english_checkpoint: Path) -> Iterator[LocalTriton]:
     repository = build_repository(tmp_path_factory.mktemp("whisper_local") / "repository", english_checkpoint)
+    assert check_repository(repository) == []
     allow_ragged_wav(repository)  # as on the real server, where Triton batches different lengths only so
     with LocalTriton(repository) as triton:
         yield triton
