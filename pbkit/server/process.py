@@ -33,9 +33,11 @@ After ``kill -9`` of one instance's stub while the server is serving:
   every request until the model is reloaded or the server restarted);
 * the model stays ``READY`` in the repository index and ``/v2/models/<m>/ready`` keeps answering 200;
 * nothing is written to the server log, not even at ``--log-verbose=1``;
-* in explicit mode, unloading such a model succeeds only if no request reached it since the stub
-  died; after a failed request it stays ``UNLOADING`` for ever. Loading it again (``load_model``)
-  starts a fresh stub and the model serves again; the stuck old instance stays until shutdown;
+* in explicit mode, ``load_model`` alone does not reliably recover it: while the model is still
+  READY, a load with an unchanged repository may leave the dead instance in place. Unload first,
+  then load: the unload often never completes (the model stays ``UNLOADING``; give it a short
+  timeout), but the load that follows starts a fresh stub and the model serves again; the stuck old
+  instance stays until shutdown;
 * on shutdown the model cannot unload, so tritonserver waits its whole exit timeout
   (``Timeout N: Found 1 live models ...`` then ``Exit timeout expired. Exiting immediately.``), which is
   why :meth:`TritonProcess.stop` kills after a grace period.
@@ -161,7 +163,8 @@ class HealthReport:
         ]
         lines += [
             f"model {s.model!r}: stub process {s.pid} of instance {s.instance!r} has exited; its requests "
-            f"fail with INTERNAL 'Stub process ... is not healthy.'"
+            f"fail with INTERNAL 'Stub process ... is not healthy.' until the model is unloaded and loaded "
+            f"again, or the server restarted"
             for s in self.dead_stubs
         ]
         lines += [f"log: {line}" for line in self.stub_log_lines]

@@ -15,15 +15,24 @@ import os
 import signal
 import sys
 import threading
+import time
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from types import FrameType
 from typing import TextIO
 
 from .locate import TritonInstallation, TritonNotFoundError, locate_tritonserver
-from .process import ModelState, TritonProcess, TritonStartError
+from .process import ModelState, StubProcess, TritonProcess, TritonStartError
 
-__all__ = ["EXIT_FAILED", "EXIT_NOT_FOUND", "EXIT_STOPPED", "format_model_table", "serve_repository"]
+__all__ = [
+    "EXIT_FAILED",
+    "EXIT_NOT_FOUND",
+    "EXIT_STOPPED",
+    "HealthWatcher",
+    "describe_dead_stub",
+    "format_model_table",
+    "serve_repository",
+]
 
 EXIT_STOPPED = 0
 EXIT_FAILED = 1
@@ -92,12 +101,15 @@ def serve_repository(
     installation: TritonInstallation | None = None,
     out: TextIO | None = None,
     stop_event: threading.Event | None = None,
+    health_interval: float = 2.0,
 ) -> int:
     """Serve ``repository`` on tritonserver until SIGINT/SIGTERM (or ``stop_event``); returns an exit code.
 
     ``host`` is the address the three endpoints bind (``0.0.0.0`` to accept other machines).
     ``stream_logs`` echoes the server log to ``out`` (default ``sys.stdout``); ``log_file`` keeps a copy.
     Signal handlers are installed only when called from the main thread; elsewhere use ``stop_event``.
+    Every ``health_interval`` seconds (0: never) the models are checked, and a model instance whose
+    Python stub process has died, or a model that failed to load after startup, is reported once.
     """
     stream = sys.stdout if out is None else out
     write_lock = threading.Lock()
@@ -155,11 +167,17 @@ def serve_repository(
                 emit(f"pbkit: error: {error}")
                 return EXIT_FAILED
             emit(_banner(process, install, states))
+            watcher = HealthWatcher(process, states)
+            next_check = time.monotonic() + health_interval
             while not stop_requested.wait(0.5):
                 code = process.returncode
                 if code is not None:
                     emit(f"pbkit: tritonserver exited by itself with status {code}")
                     return EXIT_FAILED
+                if health_interval > 0 and time.monotonic() >= next_check:
+                    for message in watcher.news():
+                        emit(message)
+                    next_check = time.monotonic() + health_interval
             emit("pbkit: stopping tritonserver")
             return EXIT_STOPPED
         finally:
@@ -168,6 +186,54 @@ def serve_repository(
             except RuntimeError as error:
                 emit(f"pbkit: error: {error}")
             emit("pbkit: stopped")
+
+
+class HealthWatcher:
+    """Turns :meth:`TritonProcess.health` into messages, each problem reported once.
+
+    ``process`` needs only a ``health()`` method; failures among ``startup_states`` (already shown
+    in the banner) are not reported again.
+    """
+
+    def __init__(self, process: TritonProcess, startup_states: Sequence[ModelState]) -> None:
+        self.process = process
+        # Failures shown in the banner are not repeated.
+        self._reported_failures = {(s.name, s.version, s.reason) for s in startup_states if s.failed}
+        self._reported_stubs: set[int] = set()
+
+    def news(self) -> list[str]:
+        """Messages about problems that appeared since the last call (none if the server cannot be asked)."""
+        try:
+            health = self.process.health()
+        except (OSError, ValueError):
+            return []
+        messages = []
+        for stub in health.dead_stubs:
+            if stub.pid not in self._reported_stubs:
+                self._reported_stubs.add(stub.pid)
+                messages.append(describe_dead_stub(stub))
+        for state in health.unavailable:
+            if state.state != "UNAVAILABLE":  # LOADING / UNLOADING are transient
+                continue
+            key = (state.name, state.version, state.reason)
+            if key not in self._reported_failures:
+                self._reported_failures.add(key)
+                reason = state.reason.strip() or "no reason given"
+                body = "\n".join(("    " + line).rstrip() for line in reason.splitlines())
+                messages.append(
+                    f"pbkit: model {state.name!r} version {state.version or '-'} is {state.state}:\n{body}"
+                )
+        return messages
+
+
+def describe_dead_stub(stub: StubProcess) -> str:
+    """What a dead stub means for its model, and what to do about it."""
+    return (
+        f"pbkit: model {stub.model!r} cannot serve: the Python stub process {stub.pid} of instance "
+        f"{stub.instance!r} has exited (killed or crashed). Triton does not restart it and still lists the "
+        f'model as READY; each request to this instance fails with INTERNAL "Stub process '
+        f"'{stub.instance}' is not healthy.\" Restart the server (or, in explicit mode, unload the model and load it again)."
+    )
 
 
 def _banner(process: TritonProcess, install: TritonInstallation, states: Sequence[ModelState]) -> str:
