@@ -581,13 +581,16 @@ class LocalTriton:
     ) -> PendingRequest:
         shapes = [(t.name(), triton_type(t), tuple(t.shape())) for t in tensors]
         batch_size = check_request(entry.io, shapes, requested, request_id)
+        # The backend reads inputs from the core's unordered_map, itself filled by iterating another one.
+        by_name = {t.name(): t for t in tensors}
+        ordered = [by_name[name] for name in unordered_order(unordered_order(by_name))]
         if entry.io.checked:
             inputs = [
                 Tensor._wrap(t.name(), reshaped(entry.io, t.name(), raw_array(t)), triton_type(t))
-                for t in tensors
+                for t in ordered
             ]
         else:
-            inputs = list(tensors)
+            inputs = ordered
         wanted = requested_outputs(entry.io, requested) if entry.io.checked else frozenset(requested or ())
         return PendingRequest(
             inputs=inputs,

@@ -19,6 +19,7 @@ from .harness import Scenario, assert_same_observation, check_expectation, obser
 REPOSITORY = "examples"
 V = np.array([1.0, 2.0, 3.0, 4.0], np.float32)
 W = np.array([0.5, 1.5, -2.0, 8.0], np.float32)
+ORDER_NAMES = ["alpha", "beta", "gamma", "delta", "epsilon"]
 
 
 def add_sub(**overrides: Any) -> dict[str, Any]:
@@ -105,7 +106,20 @@ SCENARIOS = [
         lambda c: c.infer("add_sub", add_sub(EXTRA=V)),
         "INVALID_ARG",
         "expected 2 inputs but got 3 inputs",
-        same_message=False,
+    ),
+    Scenario(
+        "two extra inputs",
+        lambda c: c.infer("add_sub", add_sub(A=V, B=V)),
+        "INVALID_ARG",
+        "but missing required input(s) ]",
+    ),
+    Scenario(
+        "input order seen by the model",
+        lambda c: c.infer("input_order", {n: np.ones(1, np.float32) for n in ORDER_NAMES}),
+    ),
+    Scenario(
+        "input order, reversed request",
+        lambda c: c.infer("input_order", {n: np.ones(1, np.float32) for n in reversed(ORDER_NAMES)}),
     ),
     Scenario(
         "wrong dtype",
@@ -144,7 +158,6 @@ SCENARIOS = [
         ),
         "INVALID_ARG",
         "batch size does not match other inputs",
-        same_message=False,
     ),
     Scenario(
         "unknown model",
