@@ -64,7 +64,7 @@ def build(
 
     ``variant`` (a kind or a priority list) chooses how submodels are served; a submodel
     that declares the first preferred kind must have its files, others fall back to their
-    own priority order.
+    own priority order. ``clean`` first removes the output's model folders (see :func:`_clean`).
     """
     preference = [variant] if isinstance(variant, str) else list(variant or [])
     for kind in preference:
@@ -75,8 +75,7 @@ def build(
         raise BuildError(f"no pbkit models found under {source}")
     tree = SafeTree(output)
     if clean:
-        for entry in tree.root.iterdir():
-            tree.remove(entry.name)
+        _clean(tree)
     report = BuildReport(tree.root)
     for declared in declarations.models:
         report.models.append(
@@ -93,6 +92,15 @@ def build(
         report.models.append(BuiltModel(ensemble.name, "ensemble", tree.root / ensemble.name))
     _check_references(declarations, report)
     return report
+
+
+def _clean(tree: SafeTree) -> None:
+    """Remove what a build writes at the top of a repository: model folders (folders holding a
+    ``config.pbtxt``) and symbolic links (the links only). Anything else is left alone, so that an
+    output path given by mistake (``-o .``, the sources' folder) cannot delete other files."""
+    for entry in sorted(tree.root.iterdir()):
+        if entry.is_symlink() or (entry.is_dir() and (entry / "config.pbtxt").is_file()):
+            tree.remove(entry.name)
 
 
 def _reset_model_dir(tree: SafeTree, name: str) -> None:

@@ -23,7 +23,11 @@ def register(subparsers: Any) -> None:
         choices=("tensorrt", "onnx", "torchscript", "python"),
         help="preferred submodel variant; repeat for a priority list (default: each submodel's own order)",
     )
-    command.add_argument("--clean", action="store_true", help="empty the output folder first")
+    command.add_argument(
+        "--clean",
+        action="store_true",
+        help="remove the output folder's model folders first (other files are kept)",
+    )
     command.set_defaults(func=run)
 
 
