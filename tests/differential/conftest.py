@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
+from pathlib import Path
 
 import pytest
 
@@ -13,13 +14,29 @@ from .harness import REPOSITORIES
 
 
 @pytest.fixture(scope="session")
-def local_for() -> Iterator[Callable[[str], LocalTriton]]:
+def repository_for(tmp_path_factory: pytest.TempPathFactory) -> Callable[[str], Path]:
+    """``repository_for(key)``: the folder of ``REPOSITORIES[key]``, built once per session if needed."""
+    folders: dict[str, Path] = {}
+
+    def get(key: str) -> Path:
+        if key not in folders:
+            source = REPOSITORIES[key]
+            folders[key] = (
+                source if isinstance(source, Path) else source(tmp_path_factory.mktemp(key) / "repo")
+            )
+        return folders[key]
+
+    return get
+
+
+@pytest.fixture(scope="session")
+def local_for(repository_for: Callable[[str], Path]) -> Iterator[Callable[[str], LocalTriton]]:
     """``local_for(key)``: a LocalTriton on ``REPOSITORIES[key]``, started once per session."""
     started: dict[str, LocalTriton] = {}
 
     def get(key: str) -> LocalTriton:
         if key not in started:
-            started[key] = LocalTriton(REPOSITORIES[key], timeout=60)
+            started[key] = LocalTriton(repository_for(key), timeout=60)
         return started[key]
 
     yield get
@@ -28,7 +45,7 @@ def local_for() -> Iterator[Callable[[str], LocalTriton]]:
 
 
 @pytest.fixture(scope="session")
-def server_for() -> Iterator[Callable[[str], TritonClient]]:
+def server_for(repository_for: Callable[[str], Path]) -> Iterator[Callable[[str], TritonClient]]:
     """``server_for(key)``: a real tritonserver on ``REPOSITORIES[key]`` (gRPC view), started once per session."""
     from pbkit.testing.server import TritonServer
 
@@ -36,7 +53,7 @@ def server_for() -> Iterator[Callable[[str], TritonClient]]:
 
     def get(key: str) -> TritonClient:
         if key not in started:
-            server = TritonServer(REPOSITORIES[key], timeout=60)
+            server = TritonServer(repository_for(key), timeout=60)
             server.start()
             started[key] = server
         return started[key]

@@ -6,13 +6,16 @@ observations match when the values are equal (numpy arrays: same dtype, shape an
 both failed with the same code and the scenario's expected text appears in both messages (and,
 unless ``same_message=False``, the messages are equal).
 
-To add a repository: register it in :data:`REPOSITORIES` and write a test module that parametrizes
-over its scenarios with the ``clients_for`` fixture (see ``test_examples_differential.py``).
+To add a repository: register it in :data:`REPOSITORIES` (a folder, or a builder such as
+:func:`build_with_pbkit`) and write a test module with its scenarios that uses the ``local_for`` and
+``server_for`` fixtures (see ``test_examples_differential.py`` and ``test_core_differential.py``).
 """
 
 from __future__ import annotations
 
 import re
+import subprocess
+import sys
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,9 +27,29 @@ from pbkit.testing.client import InferError, TritonClient
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
 
-#: Repositories the differential suite serves, by key.
-REPOSITORIES: dict[str, Path] = {
+
+def build_with_pbkit(project: Path) -> Callable[[Path], Path]:
+    """A builder for :data:`REPOSITORIES`: ``pbkit build <project> -o <folder>``, returning the folder."""
+
+    def build(folder: Path) -> Path:
+        completed = subprocess.run(
+            [sys.executable, "-m", "pbkit.cli.main", "build", str(project), "-o", str(folder)],
+            capture_output=True,
+            text=True,
+            timeout=600,
+        )
+        if completed.returncode != 0:
+            raise RuntimeError(f"pbkit build {project} failed:\n{completed.stdout}\n{completed.stderr}")
+        return folder
+
+    return build
+
+
+#: Repositories the differential suite serves, by key: a folder, or a builder that writes one into the
+#: (empty) folder it is given and returns it.
+REPOSITORIES: dict[str, Path | Callable[[Path], Path]] = {
     "examples": FIXTURES / "python_backend_examples",
+    "core": build_with_pbkit(FIXTURES / "core_project"),
 }
 
 
@@ -42,6 +65,8 @@ class Scenario:
     contains: str | None = None
     #: Whether whole error messages must be equal, not only contain ``contains``.
     same_message: bool = True
+    #: Whether output names must come in the same order (pbkit models order outputs by a Python set).
+    same_order: bool = True
 
     def __str__(self) -> str:
         return self.name
@@ -94,7 +119,7 @@ def assert_same_observation(scenario: Scenario, local: Observation, server: Obse
                 f"messages differ:\nLocalTriton: {local.message!r}\nserver:      {server.message!r}"
             )
         return
-    assert_same_value(local.value, server.value, scenario.name)
+    assert_same_value(local.value, server.value, scenario.name, ordered=scenario.same_order)
 
 
 def normalize_message(message: str) -> str:
@@ -102,8 +127,8 @@ def normalize_message(message: str) -> str:
     return re.sub(r" at 0x[0-9a-f]+", "", message)
 
 
-def assert_same_value(local: Any, server: Any, path: str) -> None:
-    """Deep equality; arrays must agree in dtype, shape and elements."""
+def assert_same_value(local: Any, server: Any, path: str, ordered: bool = True) -> None:
+    """Deep equality; arrays must agree in dtype, shape and elements; mappings in key order if ``ordered``."""
     if isinstance(server, np.ndarray) or isinstance(local, np.ndarray):
         assert isinstance(local, np.ndarray) and isinstance(server, np.ndarray), (
             f"{path}: {local!r} vs {server!r}"
@@ -114,13 +139,14 @@ def assert_same_value(local: Any, server: Any, path: str) -> None:
         return
     if isinstance(server, Mapping):
         assert isinstance(local, Mapping), f"{path}: {local!r} vs {server!r}"
-        assert list(local) == list(server), f"{path}: keys {list(local)} vs {list(server)}"
+        keys_local, keys_server = (list(local), list(server)) if ordered else (sorted(local), sorted(server))
+        assert keys_local == keys_server, f"{path}: keys {list(local)} vs {list(server)}"
         for key in server:
-            assert_same_value(local[key], server[key], f"{path}[{key!r}]")
+            assert_same_value(local[key], server[key], f"{path}[{key!r}]", ordered)
         return
     if isinstance(server, (list, tuple)):
         assert type(local) is type(server) and len(local) == len(server), f"{path}: {local!r} vs {server!r}"
         for index, (left, right) in enumerate(zip(local, server, strict=True)):
-            assert_same_value(left, right, f"{path}[{index}]")
+            assert_same_value(left, right, f"{path}[{index}]", ordered)
         return
     assert local == server, f"{path}: {local!r} vs {server!r}"
