@@ -311,6 +311,12 @@ class LocalTriton:
                     "is not available"
                 )
             else:
+                entry.decoupled = any(
+                    self._is_decoupled(step.model_name, step.model_version)
+                    for step in config.ensemble_scheduling.step
+                )
+                if entry.decoupled:  # Triton marks an ensemble with a decoupled step as decoupled
+                    config.model_transaction_policy.decoupled = True
                 entry.ready = True
             model.versions[version] = entry
 
@@ -771,64 +777,97 @@ class LocalTriton:
     # ------------------------------------------------------------------------------ ensembles
     def _run_ensemble(self, entry: _Version, pending: PendingRequest, deadline: float | None) -> None:
         """Run the ensemble's steps as their inputs become available (steps no requested output needs are
-        pruned); a failing step fails the request with its code and ``in ensemble '<name>', <message>``."""
+        pruned); a failing step fails the request with its code and ``in ensemble '<name>', <message>``.
+
+        Each response of a decoupled step runs the steps after it again and yields one ensemble response.
+        """
         assert entry.config is not None
         try:
-            pool = {t.name(): t for t in pending.inputs}
-            steps = [step for step in entry.config.ensemble_scheduling.step]
+            steps = list(entry.config.ensemble_scheduling.step)
             needed = set(pending.requested)
             changed = True
             while changed:
                 changed = False
                 for step in steps:
-                    if needed.intersection(step.output_map.values()) and not needed.issuperset(
-                        step.input_map.values()
-                    ):
+                    wants = needed.intersection(step.output_map.values())
+                    if wants and not needed.issuperset(step.input_map.values()):
                         needed.update(step.input_map.values())
                         changed = True
             remaining = [step for step in steps if needed.intersection(step.output_map.values())]
-            while remaining:
-                ready = [
-                    step for step in remaining if all(source in pool for source in step.input_map.values())
-                ]
-                if not ready:
-                    raise RequestError(
-                        "INVALID_ARG",
-                        f"in ensemble '{entry.name}', {_request_prefix(pending.request_id)}unexpected deadlock, at "
-                        "least one output is not set while no more ensemble steps can be made",
-                    )
-                for step in ready:
-                    remaining.remove(step)
-                    step_inputs = [
-                        Tensor._wrap(name, raw_array(pool[source]), triton_type(pool[source]))
-                        for name, source in step.input_map.items()
-                    ]
-                    try:
-                        results = self._internal_infer(
-                            step.model_name,
-                            step.model_version,
-                            step_inputs,
-                            list(step.output_map),
-                            pending,
-                            deadline,
-                        )
-                    except RequestError as exc:
-                        raise RequestError(exc.code, f"in ensemble '{entry.name}', {exc.message}") from None
-                    for name, target in step.output_map.items():
-                        if name in results:
-                            pool[target] = results[name]
-            tensors = [
-                Tensor._wrap(name, raw_array(pool[name]), triton_type(pool[name]))
-                for name in unordered_order(entry.io.outputs)
-                if name in pending.requested and name in pool
-            ]
-            pending.emit(
-                Event(response=InferenceResponse(tensors), flags=TRITONSERVER_RESPONSE_COMPLETE_FINAL)
+            sent = self._ensemble_flow(
+                entry, pending, {t.name(): t for t in pending.inputs}, remaining, deadline
             )
+            if entry.decoupled:
+                pending.emit(Event(flags=TRITONSERVER_RESPONSE_COMPLETE_FINAL))
+            elif not sent:
+                raise RequestError(
+                    "INVALID_ARG",
+                    f"in ensemble '{entry.name}', {_request_prefix(pending.request_id)}unexpected deadlock, at "
+                    "least one output is not set while no more ensemble steps can be made",
+                )
         except RequestError as exc:
             pending.fail(exc.code, exc.message)
         finally:
             pending.processed.set()
+
+    def _ensemble_flow(
+        self,
+        entry: _Version,
+        pending: PendingRequest,
+        pool: dict[str, Tensor],
+        steps: list[Any],
+        deadline: float | None,
+    ) -> int:
+        """Run ``steps`` on the tensors in ``pool``; returns how many ensemble responses were sent."""
+        remaining = list(steps)
+        while remaining:
+            ready = [step for step in remaining if all(source in pool for source in step.input_map.values())]
+            if not ready:
+                raise RequestError(
+                    "INVALID_ARG",
+                    f"in ensemble '{entry.name}', {_request_prefix(pending.request_id)}unexpected deadlock, at "
+                    "least one output is not set while no more ensemble steps can be made",
+                )
+            step = ready[0]
+            remaining.remove(step)
+            step_inputs = [
+                Tensor._wrap(name, raw_array(pool[source]), triton_type(pool[source]))
+                for name, source in step.input_map.items()
+            ]
+            try:
+                responses = self._internal_infer(
+                    step.model_name, step.model_version, step_inputs, list(step.output_map), pending, deadline
+                )
+            except RequestError as exc:
+                raise RequestError(exc.code, f"in ensemble '{entry.name}', {exc.message}") from None
+            if len(responses) != 1 or self._is_decoupled(step.model_name, step.model_version):
+                sent = 0
+                for results in responses:
+                    branch = dict(pool)
+                    branch.update(
+                        {target: results[name] for name, target in step.output_map.items() if name in results}
+                    )
+                    sent += self._ensemble_flow(entry, pending, branch, remaining, deadline)
+                return sent
+            pool.update(
+                {
+                    target: responses[0][name]
+                    for name, target in step.output_map.items()
+                    if name in responses[0]
+                }
+            )
+        tensors = [
+            Tensor._wrap(name, raw_array(pool[name]), triton_type(pool[name]))
+            for name in unordered_order(entry.io.outputs)
+            if name in pending.requested and name in pool
+        ]
+        flags = 0 if entry.decoupled else TRITONSERVER_RESPONSE_COMPLETE_FINAL
+        pending.emit(Event(response=InferenceResponse(tensors), flags=flags))
+        return 1
+
+    def _is_decoupled(self, model: str, version: int) -> bool:
+        entry = self._ready_version(model, version)
+        return entry is not None and entry.decoupled
 
     def _internal_infer(
         self,
@@ -838,7 +877,8 @@ class LocalTriton:
         requested: list[str],
         parent: PendingRequest,
         deadline: float | None,
-    ) -> dict[str, Tensor]:
+    ) -> list[dict[str, Tensor]]:
+        """A request from an ensemble step: the outputs of each response (one, unless decoupled)."""
         entry = self._resolve(model, version)
         box: queue.SimpleQueue[Event] = queue.SimpleQueue()
         pending = self._pending(
@@ -853,19 +893,24 @@ class LocalTriton:
         )
         if not self._run(entry, [pending], deadline):
             raise RequestError("UNAVAILABLE", f"Request timeout expired for model '{model}'")
-        remaining = None if deadline is None else max(deadline - time.monotonic(), 0.0)
-        try:
-            event = box.get(timeout=remaining)
-        except queue.Empty:
-            raise RequestError("UNAVAILABLE", f"Request timeout expired for model '{model}'") from None
-        if event.error_code is not None:
-            raise RequestError(event.error_code, event.error_message)
-        if event.abandoned or event.response is None:
-            raise RequestError("UNAVAILABLE", f"model '{model}' sent no response: {_ABANDONED}")
-        error = event.response.error()
-        if error is not None:
-            raise RequestError(error.code().name, error.message())
-        return {t.name(): received(t) for t in event.response.output_tensors()}
+        responses: list[dict[str, Tensor]] = []
+        while True:
+            remaining = None if deadline is None else max(deadline - time.monotonic(), 0.0)
+            try:
+                event = box.get(timeout=remaining)
+            except queue.Empty:
+                raise RequestError("UNAVAILABLE", f"Request timeout expired for model '{model}'") from None
+            if event.error_code is not None:
+                raise RequestError(event.error_code, event.error_message)
+            if event.abandoned:
+                raise RequestError("UNAVAILABLE", f"model '{model}' sent no response: {_ABANDONED}")
+            if event.response is not None:
+                error = event.response.error()
+                if error is not None:
+                    raise RequestError(error.code().name, error.message())
+                responses.append({t.name(): received(t) for t in event.response.output_tensors()})
+            if event.final:
+                return responses
 
     # ------------------------------------------------------------------------------ Host (for pb_utils)
     def bls_execute(

@@ -337,6 +337,20 @@ SCENARIOS = [
         "UNSUPPORTED",
         "rejected with UNSUPPORTED",
     ),
+    Scenario(
+        "ensemble with a decoupled step",
+        lambda c: list(c.stream("ensemble_stream", {"IN": np.array([3, 1, 4], np.int32)})),
+    ),
+    Scenario(
+        "ensemble with a decoupled step, one output",
+        lambda c: list(c.stream("ensemble_stream", {"IN": np.array([5, 6], np.int32)}, outputs=["DOUBLED"])),
+    ),
+    Scenario(
+        "infer on an ensemble with a decoupled step",
+        lambda c: c.infer("ensemble_stream", {"IN": np.array([3], np.int32)}),
+        "UNSUPPORTED",
+        "doesn't support models with decoupled transaction policy",
+    ),
     # ---------------------------------------------------------------- decoupled and streaming
     Scenario("stream repeat", lambda c: list(c.stream("repeat", {"IN": np.array([4, 2, 9], np.int32)}))),
     Scenario(
