@@ -1041,7 +1041,7 @@ def _tensors_to_client(response: InferenceResponse) -> Outputs:
         if kind == dtypes.TYPE_BYTES:
             out[tensor.name()] = as_bytes_array(array)
         elif kind == dtypes.TYPE_BF16:
-            out[tensor.name()] = dtypes.bf16_bits_to_float32(array)
+            out[tensor.name()] = dtypes.bf16_for_client(array)
         else:
             out[tensor.name()] = array.copy()
     return out

@@ -69,6 +69,12 @@ def request_parameters(client: TritonClient) -> Any:
     return sorted(json.loads(out["PARAMETERS"][0]).items()), out["DETAILS"]
 
 
+def bf16_input(client: TritonClient) -> Any:
+    import ml_dtypes
+
+    return client.infer("bf16_in", {"HALF": np.array([1.5, -2.0, 0.1], ml_dtypes.bfloat16)})
+
+
 def bls(target: str) -> Any:
     return lambda c: c.infer("bls_probe", {"TARGET": np.array([target.encode()], dtype=object)})
 
@@ -285,6 +291,10 @@ SCENARIOS = [
     Scenario(
         "no parameters",
         lambda c: c.infer("request_parameters", {"X": np.ones(1, np.float32)}, outputs=["DETAILS"]),
+    ),
+    Scenario("BF16 input", bf16_input),
+    Scenario(
+        "BF16 output", lambda c: c.infer("bf16_out", {"X": np.array([1.0, -2.5, 3.1415927], np.float32)})
     ),
     Scenario("custom metrics", lambda c: c.infer("custom_metrics", {"IN": V})),
     Scenario("pb_utils API inside execute", report),

@@ -82,6 +82,19 @@ def byte_size(triton_type: int) -> int:
     return NUMPY_DTYPES[triton_type].itemsize
 
 
-def bf16_bits_to_float32(bits: np.ndarray) -> np.ndarray:
-    """BF16 values stored as uint16 bit patterns, widened to float32 (what tritonclient returns)."""
+def bfloat16_dtype() -> np.dtype | None:
+    """``ml_dtypes.bfloat16``, the dtype tritonclient uses for BF16 tensors (None if not installed)."""
+    try:
+        import ml_dtypes
+    except ImportError:
+        return None
+    return np.dtype(ml_dtypes.bfloat16)
+
+
+def bf16_for_client(bits: np.ndarray) -> np.ndarray:
+    """BF16 values stored as uint16 bit patterns, as tritonclient returns them (``ml_dtypes.bfloat16``;
+    float32 when ml_dtypes is missing)."""
+    dtype = bfloat16_dtype()
+    if dtype is not None:
+        return bits.copy().view(dtype)
     return (bits.astype(np.uint32) << 16).view(np.float32)

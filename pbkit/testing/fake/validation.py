@@ -106,6 +106,9 @@ def client_array(name: str, value: Any) -> tuple[np.ndarray, int]:
         converted = np.empty(len(flat), dtype=np.object_)
         converted[:] = flat
         return converted.reshape(array.shape), dtypes.TYPE_BYTES
+    bfloat16 = dtypes.bfloat16_dtype()
+    if bfloat16 is not None and array.dtype == bfloat16:
+        return np.ascontiguousarray(array).view(np.uint16), dtypes.TYPE_BF16
     triton_type = dtypes.triton_type_of(array.dtype)
     if triton_type is None or triton_type == dtypes.TYPE_BYTES:
         raise RequestError(
