@@ -37,7 +37,7 @@ Config parameters: ``checkpoint`` and ``torch_threads`` (see ``whisper_submodels
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
 import numpy as np
@@ -57,6 +57,23 @@ TOKEN_PAD = -1
 #: Long enough for concurrent requests to meet in one batch, short next to a transcription.
 QUEUE_DELAY_US = 20_000
 PARAMETERS = {**submodels.PARAMETERS, "max_new_tokens": ""}
+
+
+def host_outputs(handle: Callable[..., Mapping[str, Any]]) -> Callable[..., dict[str, np.ndarray]]:
+    """A BLS handle as the numpy callable the decoding loop takes, wherever the submodel leaves its outputs.
+
+    Outputs are received as torch tensors through DLPack (a GPU submodel, such as the TensorRT variant,
+    answers with GPU tensors, which a numpy-only call would refuse) and copied to host numpy arrays.
+    """
+
+    def call(**inputs: np.ndarray) -> dict[str, np.ndarray]:
+        outputs = handle(as_torch=True, **inputs)
+        return {
+            name: value.cpu().numpy() if hasattr(value, "cpu") else np.asarray(value)
+            for name, value in outputs.items()
+        }
+
+    return call
 
 
 def wav_lengths(wav: np.ndarray) -> np.ndarray:
@@ -89,6 +106,12 @@ class WhisperBase:
                 where = f"row {row}: " if len(WAV) > 1 else ""
                 raise pbkit.InvalidArgument(f"{where}{error}") from None
 
+    def submodel_calls(
+        self,
+    ) -> tuple[Callable[..., dict[str, np.ndarray]], Callable[..., dict[str, np.ndarray]]]:
+        """``(encode, decode_step)`` over the two BLS handles, for the decoding loop."""
+        return host_outputs(self.whisper_encoder), host_outputs(self.whisper_decoder)
+
     def prepare(
         self, WAV: np.ndarray, SAMPLE_RATE: np.ndarray, LANGUAGE: np.ndarray, TASK: np.ndarray
     ) -> list[transcriber.PreparedRequest]:
@@ -115,7 +138,7 @@ class Whisper(WhisperBase):
         self, WAV: np.ndarray, SAMPLE_RATE: np.ndarray, LANGUAGE: np.ndarray, TASK: np.ndarray
     ) -> dict[str, Any]:
         requests = self.prepare(WAV, SAMPLE_RATE, LANGUAGE, TASK)
-        ids = self.transcriber.generate(requests, self.whisper_encoder, self.whisper_decoder)
+        ids = self.transcriber.generate(requests, *self.submodel_calls())
         tokens = np.full((len(ids), max(map(len, ids), default=0)), TOKEN_PAD, dtype=np.int64)
         for row, row_ids in enumerate(ids):
             tokens[row, : len(row_ids)] = row_ids
@@ -139,7 +162,7 @@ class WhisperStream(WhisperBase):
         self, WAV: np.ndarray, SAMPLE_RATE: np.ndarray, LANGUAGE: np.ndarray, TASK: np.ndarray
     ) -> Iterator[dict[str, Any]]:
         requests = self.prepare(WAV, SAMPLE_RATE, LANGUAGE, TASK)
-        steps = self.transcriber.stream_steps(requests, self.whisper_encoder, self.whisper_decoder)
+        steps = self.transcriber.stream_steps(requests, *self.submodel_calls())
         for items in steps:
             pieces = np.full((len(requests), 1), b"", dtype=object)
             for row, piece, _ in items:

@@ -44,10 +44,11 @@ def setup_context(name: str, checkpoint: Path, **parameters: str) -> SetupContex
 
 
 def like_bls(variant: Any) -> Callable[..., dict[str, np.ndarray]]:
-    """A Python variant called the way a BLS handle returns: numpy outputs."""
+    """A Python variant called like a BLS handle: numpy outputs, or torch tensors with ``as_torch=True``."""
 
-    def call(**inputs: np.ndarray) -> dict[str, np.ndarray]:
-        return {name: np.asarray(value) for name, value in variant.predict(**inputs).items()}
+    def call(*, as_torch: bool | None = None, **inputs: np.ndarray) -> dict[str, Any]:
+        outputs = variant.predict(**inputs).items()
+        return {name: value if as_torch else np.asarray(value) for name, value in outputs}
 
     return call
 

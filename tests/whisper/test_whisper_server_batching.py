@@ -9,6 +9,7 @@ concurrent ``whisper_stream`` requests must join to their texts.
 from __future__ import annotations
 
 import re
+import threading
 import urllib.request
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -48,9 +49,20 @@ def executions(server: TritonServer, model: str) -> tuple[int, int]:
     return counter("nv_inference_exec_count"), counter("nv_inference_request_success")
 
 
-def concurrently(call: Callable[[np.ndarray], Any], clips: list[np.ndarray]) -> list[Any]:
+def concurrently(
+    server: TritonServer, call: Callable[[np.ndarray], Any], clips: list[np.ndarray]
+) -> list[Any]:
+    """``call`` for every clip, each from its own thread; the threads set up their clients first and then
+    send together, so the requests reach the dynamic batcher within its queue delay."""
+    start = threading.Barrier(len(clips))
+
+    def send(clip: np.ndarray) -> Any:
+        assert server.is_model_ready("whisper")  # this thread's connection is made before the barrier
+        start.wait(timeout=60)
+        return call(clip)
+
     with ThreadPoolExecutor(len(clips)) as pool:
-        return list(pool.map(call, clips))
+        return list(pool.map(send, clips))
 
 
 def test_concurrent_clips_share_batches_and_equal_generate(
@@ -60,7 +72,7 @@ def test_concurrent_clips_share_batches_and_equal_generate(
     chosen = clips[:6]
     assert len({len(clip) for clip in chosen}) == len(chosen)
     before = executions(server, "whisper")
-    results = concurrently(lambda clip: server.infer("whisper", {"WAV": clip[None]}), chosen)
+    results = concurrently(server, lambda clip: server.infer("whisper", {"WAV": clip[None]}), chosen)
     after = executions(server, "whisper")
     calls, requests = after[0] - before[0], after[1] - before[1]
     assert requests == len(chosen)
@@ -83,7 +95,9 @@ def test_concurrent_streams_join_to_their_texts(server: TritonServer, clips: lis
     texts = [server.infer("whisper", {"WAV": clip[None]}, outputs=["TEXT"])["TEXT"][0, 0] for clip in chosen]
     before = executions(server, "whisper_stream")
     streamed = concurrently(
-        lambda clip: [r["TEXT"][0, 0] for r in server.stream("whisper_stream", {"WAV": clip[None]})], chosen
+        server,
+        lambda clip: [r["TEXT"][0, 0] for r in server.stream("whisper_stream", {"WAV": clip[None]})],
+        chosen,
     )
     after = executions(server, "whisper_stream")
     assert after[1] - before[1] == len(chosen)
