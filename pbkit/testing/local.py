@@ -42,7 +42,6 @@ import shutil
 import tempfile
 import threading
 import time
-import weakref
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -178,16 +177,24 @@ class LocalTriton:
         self._lock = threading.RLock()
         self._closed = False
         context.register_host(self)
-        self._finalizer = weakref.finalize(self, context.unregister_host, self)
         names = sorted(
             {p.name for p in self.repository.iterdir() if p.is_dir() and not p.name.startswith(".")}
             | set(self._stubs)
         )
         if models is not None:
             names = [n for n in names if n in set(models)]
-        ordered = sorted(names, key=lambda n: self._is_ensemble_dir(n))
-        for name in ordered:
-            self._load(name)
+        ensembles = [n for n in names if self._is_ensemble_dir(n)]
+        for name in names:
+            if name not in ensembles:
+                self._load(name)
+        # Ensembles load once their steps are ready (an ensemble may use another ensemble).
+        while ensembles:
+            for name in ensembles:
+                self._load(name)
+            failed = [n for n in ensembles if not any(v.ready for v in self._models[n].versions.values())]
+            if len(failed) == len(ensembles):
+                break
+            ensembles = failed
 
     # ------------------------------------------------------------------------------ context manager
     def __enter__(self) -> LocalTriton:
@@ -204,7 +211,7 @@ class LocalTriton:
         with self._lock:
             for name in list(self._models):
                 self._unload(name)
-        self._finalizer()
+        context.unregister_host(self)
 
     # ------------------------------------------------------------------------------ loading
     def _is_ensemble_dir(self, name: str) -> bool:
@@ -529,17 +536,23 @@ class LocalTriton:
 
     def config(self, model: str, version: int | str | None = None) -> dict[str, Any]:
         """The model's configuration as Triton serves it (``GET /v2/models/<m>/config``, normalized)."""
-        entry = self._resolve(model, version)
+        entry = self._public_resolve(model, version)
         if entry.config is None:
             return {"name": model}
         return repository.config_dict(entry.config)
 
     def batch_sizes(self, model: str, version: int | str | None = None) -> list[int]:
         """How many requests each ``execute`` call of the model received so far, in order."""
-        entry = self._resolve(model, version)
+        entry = self._public_resolve(model, version)
         return list(entry.scheduler.batches) if entry.scheduler is not None else []
 
     # ------------------------------------------------------------------------------ resolution
+    def _public_resolve(self, name: str, version: int | str | None) -> _Version:
+        try:
+            return self._resolve(name, version)
+        except RequestError as exc:
+            raise InferError(exc.code, exc.message) from None
+
     def _resolve(self, name: str, version: int | str | None) -> _Version:
         model = self._models.get(name)
         if model is None:

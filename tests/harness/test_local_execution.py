@@ -3,6 +3,7 @@ async models, rescheduling, BLS routing and stubs, ensembles, timeouts and logs.
 
 from __future__ import annotations
 
+import shutil
 import threading
 from pathlib import Path
 
@@ -308,3 +309,33 @@ def test_reshape_is_applied_before_the_model(repo: Path, model: ModelWriter) -> 
     )
     with LocalTriton(repo) as local:
         assert local.infer("reshaping", {"X": np.zeros((2, 6), np.float32)})["Y"].shape == (2, 2, 3)
+
+
+def test_an_ensemble_of_an_ensemble(repo: Path, model: ModelWriter) -> None:
+    for name in ("add_sub", "scale", "ensemble_add_scale"):
+        shutil.copytree(EXAMPLES / name, repo / name)
+    model(
+        "aa_outer",
+        """
+        name: "aa_outer"
+        platform: "ensemble"
+        input [ { name: "A" data_type: TYPE_FP32 dims: [ 4 ] }, { name: "B" data_type: TYPE_FP32 dims: [ 4 ] } ]
+        output [ { name: "OUT" data_type: TYPE_FP32 dims: [ 4 ] } ]
+        ensemble_scheduling {
+          step [
+            {
+              model_name: "ensemble_add_scale"
+              model_version: -1
+              input_map { key: "INPUT0" value: "A" }
+              input_map { key: "INPUT1" value: "B" }
+              output_map { key: "SCALED_SUM" value: "OUT" }
+            }
+          ]
+        }
+        """,
+        None,
+    )
+    with LocalTriton(repo) as local:
+        assert local.infer("aa_outer", {"A": V, "B": V})["OUT"].tolist() == (V * 2 * 2.5).tolist()
+        with pytest.raises(InferError, match="'nothing' is not found"):
+            local.config("nothing")
