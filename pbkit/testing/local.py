@@ -30,7 +30,24 @@ messages (those of the gRPC client). What it reproduces:
   kept), response senders and their rules, decoupled models, ``async def execute``;
 * BLS to the other models of the repository or to ``stubs`` (functions or objects standing in for
   TensorRT/ONNX models), with the Python backend's error responses; ensembles step by step;
-* custom metrics (:attr:`metrics`) and ``pb_utils.Logger`` output (:attr:`logs`).
+* custom metrics (:attr:`metrics`) and ``pb_utils.Logger`` output (:attr:`logs`);
+* orders that follow Triton's hash maps: the order of ``request.inputs()``, the input a validation
+  error names first, the order of ensemble outputs (libstdc++ ``unordered_map`` order, reproduced).
+
+Where it knowingly differs from tritonserver 2.51:
+
+* no GPUs: ``KIND_GPU`` instances run on the CPU (``args`` still say ``GPU``); tensors are always CPU;
+* ``sequence_batching`` models load but get one request per ``execute`` (no correlation routing or
+  implicit state); response cache, rate limiter and queue policies are ignored;
+* ``load_model``/``unload_model`` work without explicit model-control mode;
+* a request the model returns ``None`` for, without ever using its sender, fails at once with
+  :class:`~pbkit.testing.server.InferTimeout` (a server never answers it); a model calling itself
+  through BLS with no free instance gets an error response (a server deadlocks);
+* while a model runs, ``sys.path`` does not list its folders (imports resolve through its namespace),
+  and ``sys.modules`` shows the private modules of the model that ran last;
+* ``InferenceResponse(parameters=...)`` and ``ResponseIterator.cancel()`` exist, as in recent Triton
+  releases (2.51 lacks them); request parameters reach the model with sorted keys (over gRPC their
+  order is unspecified).
 """
 
 from __future__ import annotations
