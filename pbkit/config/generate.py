@@ -28,6 +28,7 @@ def model_config(spec: ModelSpec) -> pb.ModelConfig:
             data_type=pb.DataType.Value(tensor.dtype.config_name),
             dims=list(tensor.dims),
             optional=tensor.optional,
+            allow_ragged_batch=tensor.allow_ragged_batch,
         )
     for tensor in spec.outputs:
         config.output.add(

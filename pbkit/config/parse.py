@@ -95,6 +95,7 @@ def spec_from_config(config: pb.ModelConfig) -> ModelSpec:
                 DataType.from_config_name(pb.DataType.Name(t.data_type)),
                 tuple(t.dims),
                 optional=t.optional,
+                allow_ragged_batch=t.allow_ragged_batch,
             )
             for t in config.input
         ),
@@ -128,7 +129,10 @@ def config_view(spec: ModelSpec) -> ModelSpec:
     """``spec`` without the fields that live only in code (defaults, padding, docs, files)."""
     return replace(
         spec,
-        inputs=tuple(Input(t.name, t.dtype, t.dims, optional=t.optional) for t in spec.inputs),
+        inputs=tuple(
+            Input(t.name, t.dtype, t.dims, optional=t.optional, allow_ragged_batch=t.allow_ragged_batch)
+            for t in spec.inputs
+        ),
         outputs=tuple(Output(t.name, t.dtype, t.dims) for t in spec.outputs),
         description="",
         extra_files=(),

@@ -200,10 +200,12 @@ class BatchingLoop:
             for tensor in self.spec.inputs:
                 array = request.inputs.get(tensor.name)
                 if array is None:
-                    key.append(None if tensor.default is None else "default")
+                    key.append(
+                        None if tensor.default is None else _trailing_key(tensor, tensor.default.shape)
+                    )
                     continue
                 trailing = array.shape[1:] if self._batched else array.shape
-                key.append(len(trailing) if tensor.pad_value is not None else trailing)
+                key.append(_trailing_key(tensor, trailing))
             for name in self.spec.group_by:
                 array = request.inputs.get(name)
                 key.append(None if array is None else _value_key(array))
@@ -406,6 +408,11 @@ def _batch_info_parameter(predict: Callable[..., Any]) -> str | None:
         if annotation is BatchInfo or (inspect.isclass(annotation) and issubclass(annotation, BatchInfo)):
             return name
     return None
+
+
+def _trailing_key(tensor: Any, trailing: tuple[int, ...]) -> Any:
+    """What must agree between requests for ``tensor`` to be concatenated."""
+    return len(trailing) if tensor.pad_value is not None else tuple(trailing)
 
 
 def _value_key(array: np.ndarray) -> Any:

@@ -58,16 +58,21 @@ class Input(TensorSpec):
     ``optional`` inputs may be left out of a request. A ``default`` (an array of shape
     ``dims``, without the batch dimension) fills a missing optional input for every batch row,
     so requests with and without it are batched together. ``pad_value`` lets requests whose
-    variable (-1) dims differ be batched together, padded to the longest; without it such
+    variable (-1) dims differ be batched together, padded to the longest (the config then
+    says ``allow_ragged_batch: true`` so Triton's batcher groups them); without it such
     requests are grouped by shape.
     """
 
     optional: bool = False
     default: Any = field(default=None, compare=False)
     pad_value: Any = None
+    allow_ragged_batch: bool = False
 
     def __post_init__(self) -> None:
         super().__post_init__()
+        if self.pad_value is not None:
+            # Triton's batcher groups requests whose variable dims differ only for ragged inputs.
+            object.__setattr__(self, "allow_ragged_batch", True)
         if self.default is not None:
             if not self.optional:
                 object.__setattr__(self, "optional", True)

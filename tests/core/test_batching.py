@@ -154,3 +154,28 @@ def test_batch_info_parameter() -> None:
         ]
     )
     assert seen == {"sizes": [2, 1], "params": [{"k": 1}, {"k": 2}]}
+
+
+def test_optional_with_default_batches_with_explicit_values(core_models) -> None:
+    loop, _ = loop_for(core_models.Optionals)
+    calls = []
+    original = loop.predict
+
+    def counting(**inputs: object) -> object:
+        calls.append(len(inputs["X"]))  # type: ignore[arg-type]
+        return original(**inputs)
+
+    loop.predict = counting
+    x = np.array([[1.0, 2.0]], np.float32)
+    results = loop.run([Request({"X": x}), Request({"X": x, "Y": np.array([[2.0, 3.0]], np.float32)})])
+    assert calls == [2]
+    np.testing.assert_array_equal(results[0]["RESULT"], [[10.0, 20.0]])
+    np.testing.assert_array_equal(results[1]["RESULT"], [[2.0, 6.0]])
+
+
+def test_padded_input_is_ragged_in_config(core_models) -> None:
+    from pbkit.config import model_config
+
+    config = model_config(pbkit.spec_of(core_models.Ragged))
+    assert config.input[0].allow_ragged_batch
+    assert not model_config(pbkit.spec_of(core_models.Scale)).input[0].allow_ragged_batch
