@@ -147,7 +147,9 @@ def _machine(results: Mapping[str, Any]) -> list[str]:
         f"- **Run**: {results['started']}, {results['duration_s'] / 60:.1f} minutes; "
         f"windows of {results['plan']['identity_seconds']:g} s (identity) and "
         f"{results['plan']['embedding_seconds']:g} s (embedding) after a warm-up, "
-        f"{results['plan']['repeats']} repetitions per side, alternating sides; medians reported",
+        f"{results['plan']['repeats']} (identity) and {results['plan'].get('embedding_repeats', results['plan']['repeats'])} "
+        "(embedding) repetitions per side, alternating sides; medians reported, and each ratio is the median "
+        "of the ratios of adjacent runs",
         f"- **Load average** (1/5/15 min) before: {before[0]:.2f} / {before[1]:.2f} / {before[2]:.2f}, "
         f"after: {after[0]:.2f} / {after[1]:.2f} / {after[2]:.2f} (each window's is in results.json). "
         "The load generator, tritonserver and every model process share the same 2 cores.",
@@ -333,7 +335,9 @@ def _batching_section(results: Mapping[str, Any], plots: Mapping[str, str]) -> l
         f"| dynamic batching off | {_fmt(off['throughput'])} | {off['p50_ms']:.0f} | {off['p90_ms']:.0f} | "
         f"{off['p99_ms']:.0f} | {off['errors']} |",
         "",
-        f"Gain: **{batching['gain']:.2f}x**. With batching on, the encoder ran {total} batches for {rows} sentences "
+        f"Gain: **{batching['gain']:.2f}x** (per repetition: "
+        + ", ".join(f"{g:.2f}" for g in batching.get("gain_per_repeat", []))
+        + f"). With batching on, the encoder ran {total} batches for {rows} sentences "
         f"(mean {rows / max(total, 1):.1f} per batch). CPU time of all the ensemble's model processes and "
         f"tritonserver per sentence: {on.get('server_cpu_ms_per_request', 0):.1f} ms with batching, "
         f"{off.get('server_cpu_ms_per_request', 0):.1f} ms without.",
@@ -391,15 +395,16 @@ def _pytriton_section(results: Mapping[str, Any], plots: Mapping[str, str]) -> l
         "Both: max batch size 64, max queue delay 2000 µs, one instance. Both servers were up during the whole",
         "comparison and the runs alternated between them.",
         "",
-        "| Concurrency | pbkit sentences/s | PyTriton sentences/s | ratio | p50 ms pbkit / PyTriton "
-        "| p99 ms pbkit / PyTriton |",
-        "|---|---|---|---|---|---|",
+        "| Concurrency | pbkit sentences/s | PyTriton sentences/s | ratio | ratio per repetition "
+        "| p50 ms pbkit / PyTriton | p99 ms pbkit / PyTriton |",
+        "|---|---|---|---|---|---|---|",
     ]
     for concurrency, entry in comparison.items():
         pbkit, pyt = entry["pbkit"], entry["pytriton"]
         lines.append(
             f"| {concurrency} | {_fmt(pbkit['throughput'])} | {_fmt(pyt['throughput'])} | {entry['ratio']:.2f} | "
-            f"{pbkit['p50_ms']:.1f} / {pyt['p50_ms']:.1f} | {pbkit['p99_ms']:.1f} / {pyt['p99_ms']:.1f} |"
+            + ", ".join(f"{r:.2f}" for r in entry.get("ratio_per_repeat", []))
+            + f" | {pbkit['p50_ms']:.1f} / {pyt['p50_ms']:.1f} | {pbkit['p99_ms']:.1f} / {pyt['p99_ms']:.1f} |"
         )
     lines += ["", f"![Against PyTriton]({plots['pytriton']})", ""]
     return lines

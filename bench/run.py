@@ -78,15 +78,32 @@ class Plan:
     embedding_seconds: float
     warmup_seconds: float
     repeats: int
+    """Repetitions per side of the identity comparison."""
+    embedding_repeats: int
+    """Repetitions per side of the embedding comparisons."""
     limit_runs: int
 
     @classmethod
     def full(cls) -> Plan:
-        return cls(identity_seconds=5.0, embedding_seconds=10.0, warmup_seconds=2.0, repeats=3, limit_runs=4)
+        return cls(
+            identity_seconds=2.5,
+            embedding_seconds=8.0,
+            warmup_seconds=2.0,
+            repeats=5,
+            embedding_repeats=3,
+            limit_runs=4,
+        )
 
     @classmethod
     def quick(cls) -> Plan:
-        return cls(identity_seconds=1.0, embedding_seconds=2.0, warmup_seconds=0.5, repeats=1, limit_runs=1)
+        return cls(
+            identity_seconds=1.0,
+            embedding_seconds=2.0,
+            warmup_seconds=0.5,
+            repeats=1,
+            embedding_repeats=1,
+            limit_runs=1,
+        )
 
 
 def log(message: str) -> None:
@@ -124,6 +141,16 @@ def summarise(measurements: Sequence[Measurement], cpu_names: Sequence[str] = ()
         "load_1min": [m.load_1min for m in measurements],
         "runs": [m.to_json() for m in measurements],
     }
+
+
+def paired(first: Sequence[Measurement], second: Sequence[Measurement]) -> dict[str, Any]:
+    """Throughput ratio first/second: the median over repetitions of each repetition's ratio.
+
+    The two runs of a repetition are adjacent in time (see :func:`alternate`), so each ratio
+    compares runs that saw about the same load from the rest of the machine.
+    """
+    ratios = [a.throughput / b.throughput for a, b in zip(first, second, strict=True) if b.throughput > 0]
+    return {"ratio": float(statistics.median(ratios)) if ratios else 0.0, "ratio_per_repeat": ratios}
 
 
 def stub_memory(stubs: Sequence[Any], server: str) -> list[dict[str, Any]]:
@@ -176,13 +203,7 @@ def overhead_suite(workdir: Path, plan: Plan) -> dict[str, Any]:
                     )
                 )
             summary = {side: summarise(runs[side], ("stub", "tritonserver")) for side in sides}
-            summary["ratio"] = (
-                summary["identity_pbkit"]["throughput"] / summary["identity_handwritten"]["throughput"]
-            )
-            summary["ratio_per_repeat"] = [
-                a.throughput / b.throughput
-                for a, b in zip(runs["identity_pbkit"], runs["identity_handwritten"], strict=True)
-            ]
+            summary.update(paired(runs["identity_pbkit"], runs["identity_handwritten"]))
             levels[str(concurrency)] = summary
         memory = stub_memory(server.process.stub_processes(), "identity server")
     return {"levels": levels, "memory": memory}
@@ -260,7 +281,7 @@ def embedding_suite(workdir: Path, plan: Plan, with_pytriton: bool) -> dict[str,
         log("batching: ensemble with dynamic batching on vs off")
         sides = (EMBEDDING_MODEL, nobatch)
         batching: dict[str, list[Measurement]] = {side: [] for side in sides}
-        for _, side in alternate(sides, plan.repeats):
+        for _, side in alternate(sides, plan.embedding_repeats):
             watch = {name: pid for name, pid in stubs.items() if name.startswith("embedding")}
             watch["tritonserver"] = server.process.pid or 0
             batching[side].append(run(side, side, server.grpc_url, BATCHING_CONCURRENCY, watch))
@@ -269,9 +290,8 @@ def embedding_suite(workdir: Path, plan: Plan, with_pytriton: bool) -> dict[str,
             "on": summarise(batching[EMBEDDING_MODEL]),
             "off": summarise(batching[nobatch]),
         }
-        result["batching"]["gain"] = (
-            result["batching"]["on"]["throughput"] / result["batching"]["off"]["throughput"]
-        )
+        gain = paired(batching[EMBEDDING_MODEL], batching[nobatch])
+        result["batching"].update(gain=gain["ratio"], gain_per_repeat=gain["ratio_per_repeat"])
         result["encoder_batches"] = _merge_batches(
             [m.level.server.get("embedding_encoder", {}) for m in batching[EMBEDDING_MODEL]]
         )
@@ -284,7 +304,7 @@ def embedding_suite(workdir: Path, plan: Plan, with_pytriton: bool) -> dict[str,
                 comparison: dict[str, Any] = {}
                 for concurrency in PYTRITON_LEVELS:
                     runs: dict[str, list[Measurement]] = {"pbkit": [], "pytriton": []}
-                    for _, side in alternate(("pbkit", "pytriton"), plan.repeats):
+                    for _, side in alternate(("pbkit", "pytriton"), plan.embedding_repeats):
                         if side == "pbkit":
                             measurement = run(
                                 "minilm_pbkit",
@@ -302,7 +322,7 @@ def embedding_suite(workdir: Path, plan: Plan, with_pytriton: bool) -> dict[str,
                         "pbkit": summarise(runs["pbkit"], ("stub",)),
                         "pytriton": summarise(runs["pytriton"], ("stub", "python")),
                     }
-                    entry["ratio"] = entry["pbkit"]["throughput"] / entry["pytriton"]["throughput"]
+                    entry.update(paired(runs["pbkit"], runs["pytriton"]))
                     comparison[str(concurrency)] = entry
                 result["pytriton"] = comparison
                 pytriton_memory = [
