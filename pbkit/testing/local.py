@@ -52,6 +52,7 @@ Where it knowingly differs from tritonserver 2.51:
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import queue
@@ -193,7 +194,6 @@ class LocalTriton:
         self._models: dict[str, _Model] = {}
         self._lock = threading.RLock()
         self._closed = False
-        context.register_host(self)
         names = sorted(
             {p.name for p in self.repository.iterdir() if p.is_dir() and not p.name.startswith(".")}
             | set(self._stubs)
@@ -228,7 +228,6 @@ class LocalTriton:
         with self._lock:
             for name in list(self._models):
                 self._unload(name)
-        context.unregister_host(self)
 
     # ------------------------------------------------------------------------------ loading
     def _is_ensemble_dir(self, name: str) -> bool:
@@ -557,6 +556,27 @@ class LocalTriton:
         if entry.config is None:
             return {"name": model}
         return repository.config_dict(entry.config)
+
+    @contextlib.contextmanager
+    def running_as(self, model: str, version: int | None = None) -> Iterator[context.InstanceContext]:
+        """Run the enclosed code as if it were code of ``model`` (its first instance), so ``pb_utils``
+        calls that belong to a model (BLS, metrics, ``Logger``, ``get_model_dir``) work from a test."""
+        entry = self._ready_version(model, version)
+        if entry is not None and entry.instances:
+            instance = entry.instances[0].ctx
+        else:
+            number = version if version is not None else 1
+            instance = context.InstanceContext(
+                self,
+                model_name=model,
+                version=number,
+                instance_name=f"{model}_0",
+                model_dir=str(self.repository / model),
+                version_dir=str(self.repository / model / str(number)),
+            )
+            instance.initialized = True
+        with context.running(instance):
+            yield instance
 
     def batch_sizes(self, model: str, version: int | str | None = None) -> list[int]:
         """How many requests each ``execute`` call of the model received so far, in order."""

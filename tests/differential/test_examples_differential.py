@@ -166,6 +166,27 @@ SCENARIOS = [
         "batch size does not match other inputs",
     ),
     Scenario(
+        "empty batch",
+        lambda c: c.infer(
+            "add_sub_batched",
+            {"INPUT0": np.zeros((0, 4), np.float32), "INPUT1": np.zeros((0, 4), np.float32)},
+        ),
+        "INVALID_ARG",
+        "input byte size mismatch for input 'INPUT1' for model 'add_sub_batched'. Expected 16, got 0",
+    ),
+    Scenario(
+        "empty batch of strings",
+        lambda c: c.infer(
+            "args_dump", {"X": np.zeros((0, 2, 3), np.float32), "LABEL": np.zeros((0, 1), dtype=object)}
+        ),
+        "INVALID_ARG",
+        "expected 1 string elements for inference input 'LABEL' for model 'args_dump', got 0",
+    ),
+    Scenario(
+        "empty variable dimension",
+        lambda c: c.infer("args_dump", {"X": np.zeros((1, 2, 0), np.float32)})["ARGS"].shape,
+    ),
+    Scenario(
         "unknown model",
         lambda c: c.infer("no_such_model", add_sub()),
         "NOT_FOUND",

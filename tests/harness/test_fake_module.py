@@ -147,10 +147,19 @@ def test_stub_bound_functions_need_a_model() -> None:
         pb_utils._get_model_dir()
 
 
-def test_logger_and_metrics_through_a_local_server(tmp_path: Path) -> None:
+def test_logger_and_metrics_outside_a_model_need_running_as(tmp_path: Path) -> None:
     with LocalTriton(tmp_path) as local:
+        pb_utils._PATCHED["Logger"].log_info("to Python logging")
+        with pytest.raises(TritonModelException, match="needs a running model"):
+            pb_utils._PATCHED["MetricFamily"]("x", "", pb_utils._PATCHED["MetricFamily"].GAUGE)
+        assert local.logs == []
+
+
+def test_logger_and_metrics_through_a_local_server(tmp_path: Path) -> None:
+    with LocalTriton(tmp_path) as local, local.running_as("m") as instance:
+        assert instance.instance_name == "m_0" and pb_utils._get_model_dir() == str(tmp_path / "m" / "1")
         pb_utils._PATCHED["Logger"].log_warn("careful")
-        assert [(r.level, r.message) for r in local.logs] == [("WARNING", "careful")]
+        assert [(r.instance, r.level, r.message) for r in local.logs] == [("m_0", "WARNING", "careful")]
         with pytest.raises(TypeError):
             pb_utils._PATCHED["Logger"].log("x", 3)
         family_class = pb_utils._PATCHED["MetricFamily"]

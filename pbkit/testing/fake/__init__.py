@@ -12,7 +12,7 @@ from __future__ import annotations
 import sys
 from types import ModuleType
 
-from . import pb_utils
+from . import context, pb_utils
 from .errors import ErrorCode, TritonError, TritonModelException
 from .messages import (
     TRITONSERVER_MEMORY_CPU,
@@ -60,6 +60,7 @@ __all__ = [
 
 def install() -> ModuleType:
     """Make ``import triton_python_backend_utils`` return the fake module; returns it."""
+    context.inherit_in_threads()
     if sys.modules.get(MODULE_NAME) is not pb_utils:
         pb_utils.__name__ = MODULE_NAME  # as in messages such as "cannot import name ... from ..."
         sys.modules[MODULE_NAME] = pb_utils

@@ -2,15 +2,14 @@
 
 The real stub is one process per model instance, so ``pb_utils`` calls (BLS, metrics, ``get_model_dir``)
 implicitly belong to that instance. In-process, the instance is carried by a context variable that the
-host sets around every call into model code. Threads a model starts do not inherit it; there the only
-open host (if exactly one is open) is used.
+host sets around every call into model code; threads started while it is set inherit it (see
+:func:`inherit_in_threads`), as threads of a stub process all belong to its instance.
 """
 
 from __future__ import annotations
 
 import contextvars
 import threading
-import weakref
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any, Protocol
@@ -73,8 +72,8 @@ class InstanceContext:
 _current: contextvars.ContextVar[InstanceContext | None] = contextvars.ContextVar(
     "pbkit_model_instance", default=None
 )
-_open_hosts: weakref.WeakSet[Any] = weakref.WeakSet()
-_hosts_lock = threading.Lock()
+_patch_lock = threading.Lock()
+_patched = False
 
 
 @contextmanager
@@ -92,26 +91,10 @@ def current_instance() -> InstanceContext | None:
     return _current.get()
 
 
-def register_host(host: Any) -> None:
-    """Record an open host (used for threads that carry no instance)."""
-    with _hosts_lock:
-        _open_hosts.add(host)
-
-
-def unregister_host(host: Any) -> None:
-    """Forget a host once it is closed."""
-    with _hosts_lock:
-        _open_hosts.discard(host)
-
-
 def current_host() -> Host | None:
-    """The host of the current instance, else the only open host, else None."""
+    """The host of the current instance, if any."""
     instance = _current.get()
-    if instance is not None:
-        return instance.host
-    with _hosts_lock:
-        hosts = list(_open_hosts)
-    return hosts[0] if len(hosts) == 1 else None
+    return instance.host if instance is not None else None
 
 
 def require_host(what: str) -> Host:
@@ -119,7 +102,35 @@ def require_host(what: str) -> Host:
     host = current_host()
     if host is None:
         raise TritonModelException(
-            f"{what} needs a running model: call it from model code served by LocalTriton "
-            "(with several LocalTriton open, only from threads that LocalTriton started)."
+            f"{what} needs a running model: call it from model code served by LocalTriton, or inside "
+            "`with local_triton.running_as(model_name):`"
         )
     return host
+
+
+def inherit_in_threads() -> None:
+    """Make threads started by model code run for the same instance (once per process).
+
+    ``threading.Thread`` records the current instance when it is created and sets it in the new thread
+    before ``run`` (subclasses included); threads created outside model code are unaffected.
+    """
+    global _patched
+    with _patch_lock:
+        if _patched:
+            return
+        original_init = threading.Thread.__init__
+        original_bootstrap = threading.Thread._bootstrap_inner  # type: ignore[attr-defined]
+
+        def init(self: threading.Thread, *args: Any, **kwargs: Any) -> None:
+            original_init(self, *args, **kwargs)
+            self._pbkit_instance = _current.get()  # type: ignore[attr-defined]
+
+        def bootstrap_inner(self: threading.Thread) -> None:
+            instance = getattr(self, "_pbkit_instance", None)
+            if instance is not None:
+                _current.set(instance)
+            original_bootstrap(self)
+
+        threading.Thread.__init__ = init  # type: ignore[method-assign]
+        threading.Thread._bootstrap_inner = bootstrap_inner  # type: ignore[attr-defined]
+        _patched = True

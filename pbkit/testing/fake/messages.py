@@ -483,12 +483,9 @@ class InferenceRequest:
             )
         decoupled = bool(decoupled)
         instance = context.current_instance()
-        if instance is not None and (not instance.initialized or instance.finalizing):
+        if instance is None or not instance.initialized or instance.finalizing:
             raise TritonModelException("BLS is only supported during the 'execute' function.")
-        host = context.current_host()
-        if host is None:
-            raise TritonModelException("BLS is only supported during the 'execute' function.")
-        return host.bls_execute(self, decoupled, instance)
+        return instance.host.bls_execute(self, decoupled, instance)
 
     def async_exec(self, decoupled: bool = False) -> asyncio.Future[Any]:
         """:meth:`exec` in the running event loop's executor; await the result."""

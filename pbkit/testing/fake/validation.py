@@ -200,6 +200,23 @@ def check_request(
                 f"{prefix}unexpected shape for input '{name}' for model '{model}'. Expected {dims_string(full)}, "
                 f"got {dims_string(shape)}. {note}",
             )
+        # The core sizes the data by the shape "with batch dim", which omits the batch dim when the batch
+        # size is 0: an empty batch fails here, naming the input.
+        expected = int(np.prod(dims if batch_size == 0 else shape, dtype=np.int64))
+        given = int(np.prod(shape, dtype=np.int64))
+        if expected != given:
+            if triton_type == dtypes.TYPE_BYTES:
+                raise RequestError(
+                    "INVALID_ARG",
+                    f"{prefix}expected {expected} string elements for inference input '{name}' for model "
+                    f"'{model}', got {given}",
+                )
+            size = dtypes.byte_size(triton_type)
+            raise RequestError(
+                "INVALID_ARG",
+                f"{prefix}input byte size mismatch for input '{name}' for model '{model}'. Expected "
+                f"{expected * size}, got {given * size}",
+            )
     return batch_size
 
 
