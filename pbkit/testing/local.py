@@ -822,7 +822,7 @@ class LocalTriton:
             raise
         finally:
             if cancel:
-                pending.cancelled.set()
+                pending.cancel()
 
     # ------------------------------------------------------------------------------ ensembles
     def _run_ensemble(self, entry: _Version, pending: PendingRequest, deadline: float | None) -> None:
@@ -858,7 +858,7 @@ class LocalTriton:
         except RequestError as exc:
             pending.fail(exc.code, exc.message)
         finally:
-            pending.processed.set()
+            pending.processed = True
 
     def _ensemble_flow(
         self,
@@ -1012,7 +1012,7 @@ class LocalTriton:
         except RequestError as exc:
             return _bls_error(prefix + exc.message, decoupled)
         if iterator is not None:
-            iterator._cancel = pending.cancelled.set
+            iterator._cancel = pending.cancel
         deadline = time.monotonic() + timeout_us / 1e6 if timeout_us else None
         if not self._run(entry, [pending], deadline):
             return _bls_error(f"Request timeout expired for model '{name}'", decoupled)

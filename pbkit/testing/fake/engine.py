@@ -70,8 +70,10 @@ class PendingRequest:
     flags: int = 0
     timeout_us: int = 0
     enqueued: float = field(default_factory=time.monotonic)
-    cancelled: threading.Event = field(default_factory=threading.Event)
-    processed: threading.Event = field(default_factory=threading.Event)
+    #: Set when the client gave up on the request (``is_cancelled()``).
+    cancelled: bool = False
+    #: Set (under the scheduler's lock) once ``execute`` has processed the request.
+    processed: bool = False
     completed: bool = False
     sender_taken: bool = False
 
@@ -86,6 +88,14 @@ class PendingRequest:
         if event.final:
             self.completed = True
         self.on_event(event)
+
+    def is_cancelled(self) -> bool:
+        """Whether the client cancelled the request."""
+        return self.cancelled
+
+    def cancel(self) -> None:
+        """Cancel the request (the model sees ``is_cancelled()``)."""
+        self.cancelled = True
 
     def fail(self, code: str, message: str) -> None:
         """Finish the request with an error."""
@@ -228,7 +238,7 @@ def execute_batch(
         if index in requeued:
             requeue(pending)
         else:
-            pending.processed.set()
+            pending.processed = True
 
 
 def _make_request(instance: Instance, pending: PendingRequest) -> InferenceRequest:
@@ -247,7 +257,7 @@ def _make_request(instance: Instance, pending: PendingRequest) -> InferenceReque
         timeout=pending.timeout_us,
         is_decoupled=instance.decoupled,
         deliver=deliver,
-        is_cancelled=pending.cancelled.is_set,
+        is_cancelled=pending.is_cancelled,
         transport=pending,
     )
     return request
@@ -338,7 +348,7 @@ class Scheduler:
             self._cv.notify_all()
 
     def _requeue(self, pending: PendingRequest) -> None:
-        pending.processed.clear()
+        pending.processed = False
         self.submit([pending])
 
     def busy_in_this_thread(self) -> bool:
@@ -352,7 +362,7 @@ class Scheduler:
         while True:
             with self._cv:
                 while True:
-                    if all(p.processed.is_set() for p in pendings):
+                    if all(p.processed for p in pendings):
                         return True
                     if self._queue and self._free:
                         batch, wait = self._take_batch()

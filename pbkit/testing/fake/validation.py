@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -202,8 +203,8 @@ def check_request(
             )
         # The core sizes the data by the shape "with batch dim", which omits the batch dim when the batch
         # size is 0: an empty batch fails here, naming the input.
-        expected = int(np.prod(dims if batch_size == 0 else shape, dtype=np.int64))
-        given = int(np.prod(shape, dtype=np.int64))
+        expected = math.prod(dims if batch_size == 0 else shape)
+        given = math.prod(shape)
         if expected != given:
             if triton_type == dtypes.TYPE_BYTES:
                 raise RequestError(
