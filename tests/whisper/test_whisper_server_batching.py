@@ -19,8 +19,8 @@ from typing import Any
 import numpy as np
 import pytest
 import torch
-from conftest import allow_ragged_wav, build_repository
 from whisper_modules import decoding, features
+from whisper_support import build_repository
 
 from pbkit.testing.server import TritonServer
 
@@ -32,7 +32,6 @@ def server(tmp_path_factory: pytest.TempPathFactory, english_checkpoint: Path) -
     repository = build_repository(
         tmp_path_factory.mktemp("whisper_random") / "repository", english_checkpoint
     )
-    allow_ragged_wav(repository)
     with TritonServer(repository) as running:
         yield running
 

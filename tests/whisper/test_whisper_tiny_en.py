@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 import soundfile
 import torch
-from conftest import espeak_wav
 from whisper_modules import convert_ct2, decoding, features, networks
+from whisper_support import espeak_wav
 
 pytestmark = pytest.mark.slow
 
