@@ -139,8 +139,24 @@ class TorchNetworkVariant:
         self.torch = torch
         self.device = torch.device(ctx.device)
         self.module = networks.load_network(self.network, checkpoint).to(self.device)
-        self.spec = networks.network_specs(networks.ModelDims.from_checkpoint(checkpoint))[self.network]
+        self.dims = networks.ModelDims.from_checkpoint(checkpoint)
+        self.spec = networks.network_specs(self.dims)[self.network]
         self.rows = _RowCounter(self.network)
+        text_config = json.loads((checkpoint / "text_encoder" / "config.json").read_text(encoding="utf-8"))
+        self.vocab_size = int(text_config["vocab_size"])
+
+    def validate(self, **inputs: np.ndarray) -> None:
+        """Refuse (INVALID_ARG) what the network cannot run, before it runs: an empty tensor, or a request
+        outside the network's own limits (:meth:`check`)."""
+        for name, array in inputs.items():
+            if array.size == 0:
+                raise pbkit.InvalidArgument(
+                    f"{self.network} input '{name}' is empty: shape {list(array.shape[1:])}"
+                )
+        self.check(**{name: array[0] for name, array in inputs.items()})
+
+    def check(self, **inputs: np.ndarray) -> None:
+        """Network-specific checks of one request (its tensors without the stacking axis)."""
 
     def run(self, **inputs: np.ndarray) -> dict[str, np.ndarray]:
         """Run the network on each stacked request of ``inputs`` (numpy in, numpy out)."""
@@ -163,6 +179,13 @@ class TorchTextEncoder(TorchNetworkVariant):
 
     network = "text_encoder"
 
+    def check(self, input_ids: np.ndarray) -> None:
+        outside = input_ids[(input_ids < 0) | (input_ids >= self.vocab_size)]
+        if outside.size:
+            raise pbkit.InvalidArgument(
+                f"text_encoder input 'input_ids': token ids must be in 0..{self.vocab_size - 1}, got {int(outside[0])}"
+            )
+
     def predict(self, input_ids: np.ndarray) -> dict[str, np.ndarray]:
         return self.run(input_ids=input_ids)
 
@@ -171,6 +194,20 @@ class TorchUNet(TorchNetworkVariant):
     """UNet noise prediction in torch: ``sample``, ``timestep``, ``encoder_hidden_states`` → ``latent``."""
 
     network = "unet"
+
+    def check(self, sample: np.ndarray, timestep: np.ndarray, encoder_hidden_states: np.ndarray) -> None:
+        if len(sample) != len(encoder_hidden_states):
+            raise pbkit.InvalidArgument(
+                f"unet inputs 'sample' and 'encoder_hidden_states' must have the same rows, got "
+                f"{len(sample)} and {len(encoder_hidden_states)}"
+            )
+        factor = self.dims.unet_downsample_factor
+        height, width = sample.shape[-2:]
+        if height % factor or width % factor:
+            raise pbkit.InvalidArgument(
+                f"unet input 'sample': the latent height and width must be multiples of {factor} "
+                f"(the UNet halves them {factor.bit_length() - 1} times), got {height} x {width}"
+            )
 
     def predict(
         self, sample: np.ndarray, timestep: np.ndarray, encoder_hidden_states: np.ndarray
