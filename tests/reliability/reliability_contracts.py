@@ -10,16 +10,23 @@
 from __future__ import annotations
 
 import functools
+import importlib
 import importlib.util
+import json
 import os
 import sys
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import numpy as np
 from hypothesis import strategies as st
 from reliability_fuzz import (
+    NUMPY_TYPES,
+    AnyValues,
+    Expectation,
     ModelContract,
     Rejected,
     TensorContract,
@@ -382,7 +389,348 @@ def pooling_contract() -> ModelContract:
     )
 
 
-def all_contracts(references: EmbeddingReferences) -> dict[str, ModelContract]:
+# --------------------------------------------------------------------------- whisper and stable_diffusion
+WHISPER_PROJECT = ROOT / "models" / "whisper"
+SD_PROJECT = ROOT / "models" / "stable_diffusion"
+WHISPER_MODULES = ("features", "decoding", "tiny_random", "networks", "transcriber")
+SD_MODULES = ("clip_vocab", "tiny_checkpoint", "networks", "pipeline")
+#: Tokens the fuzzed ``whisper`` decodes at most (its ``max_new_tokens`` parameter in the fuzz repository).
+WHISPER_MAX_NEW_TOKENS = 4
+
+
+def load_project(folder: Path, names: tuple[str, ...]) -> SimpleNamespace:
+    """Import an example's modules as Triton does (top-level siblings), then forget their generic names."""
+    saved = {name: sys.modules.pop(name) for name in names if name in sys.modules}
+    sys.path.insert(0, str(folder))
+    try:
+        return SimpleNamespace(**{name: importlib.import_module(name) for name in names})
+    finally:
+        sys.path.remove(str(folder))
+        for name in names:
+            sys.modules.pop(name, None)
+        sys.modules.update(saved)
+
+
+@dataclass
+class TinyCheckpoints:
+    """Tiny random checkpoints the whisper and stable_diffusion models are built with for fuzzing."""
+
+    whisper: Path
+    stable_diffusion: Path
+
+    @classmethod
+    def write(cls, folder: Path) -> TinyCheckpoints:
+        whisper = load_project(WHISPER_PROJECT, ("tiny_random",)).tiny_random
+        sd = load_project(SD_PROJECT, ("clip_vocab", "tiny_checkpoint")).tiny_checkpoint
+        return cls(
+            whisper=Path(whisper.write_tiny_random_checkpoint(folder / "whisper", seed=0)),
+            stable_diffusion=Path(sd.write_tiny_checkpoint(folder / "stable_diffusion")),
+        )
+
+
+WHISPER_INPUTS = (
+    TensorContract("WAV", "FP32", (-1,)),
+    TensorContract("SAMPLE_RATE", "INT32", (1,), optional=True),
+    TensorContract("LANGUAGE", "BYTES", (1,), optional=True),
+    TensorContract("TASK", "BYTES", (1,), optional=True),
+)
+
+
+def _mostly(valid: tuple[Any, ...], invalid: tuple[Any, ...]) -> st.SearchStrategy[Any]:
+    """One of ``valid`` three times in four, else one of ``invalid``."""
+    return st.one_of(
+        st.sampled_from(valid), st.sampled_from(valid), st.sampled_from(valid), st.sampled_from(invalid)
+    )
+
+
+@st.composite
+def whisper_inputs(draw: st.DrawFn, rows: int) -> dict[str, np.ndarray]:
+    """Audio of 0 samples to past 30 s, quiet or loud, sometimes with NaN or infinity; odd rates, languages, tasks."""
+    length = draw(_mostly((1, 200, 201, 1600, 16_000, 80_000, 480_000), (0, 480_001)))
+    rng = np.random.default_rng(draw(_seed()))
+    wav = (rng.standard_normal((rows, length)) * draw(st.sampled_from((0.1, 1.0, 1e4)))).astype(np.float32)
+    if wav.size and draw(st.integers(0, 4)) == 0:
+        wav.reshape(-1)[int(rng.integers(wav.size))] = draw(st.sampled_from((np.nan, np.inf, -np.inf)))
+    inputs = {"WAV": wav}
+    if draw(st.booleans()):
+        rate = draw(_mostly((16_000, 8_000, 44_100, 1_000, 384_000), (999, 384_001, 0, -16_000, 2**31 - 1)))
+        inputs["SAMPLE_RATE"] = np.full((rows, 1), rate, np.int32)
+    for name, valid, invalid in (
+        ("LANGUAGE", (b"", b"en", b"english", b"<|en|>"), (b"fr", b"zz", b"\xff")),
+        ("TASK", (b"", b"transcribe"), (b"translate", b"dance", b"\xc3")),
+    ):
+        if draw(st.booleans()):
+            inputs[name] = np.array([[draw(_mostly(valid, invalid))] for _ in range(rows)], dtype=object)
+    return inputs
+
+
+class WhisperReference:
+    """The example's own request checks and decoding, run in this process over the torch networks."""
+
+    def __init__(self, checkpoint: Path) -> None:
+        modules = load_project(WHISPER_PROJECT, WHISPER_MODULES)
+        self.transcriber = modules.transcriber.Transcriber(checkpoint, WHISPER_MAX_NEW_TOKENS)
+        self.encode, self.decode_step = modules.networks.torch_callables(checkpoint)
+
+    def __call__(
+        self, inputs: Mapping[str, np.ndarray], parameters: Mapping[str, Any]
+    ) -> dict[str, np.ndarray]:
+        wav = inputs["WAV"]
+        rows = len(wav)
+        rate = inputs.get("SAMPLE_RATE", np.full((rows, 1), 16_000, np.int32))
+        language = inputs.get("LANGUAGE", np.full((rows, 1), b"", dtype=object))
+        task = inputs.get("TASK", np.full((rows, 1), b"", dtype=object))
+        for row in range(rows):
+            try:
+                self.transcriber.check(wav[row], rate[row], language[row], task[row])
+            except ValueError as error:
+                raise Rejected(f"{f'row {row}: ' if rows > 1 else ''}{error}") from None
+        prepared = [self.transcriber.prepare(wav[r], rate[r], language[r], task[r]) for r in range(rows)]
+        ids = self.transcriber.generate(prepared, self.encode, self.decode_step)
+        tokens = np.full((rows, max(map(len, ids), default=0)), -1, dtype=np.int64)
+        for row, row_ids in enumerate(ids):
+            tokens[row, : len(row_ids)] = row_ids
+        text = np.array([[self.transcriber.text(row_ids).encode()] for row_ids in ids], dtype=object)
+        return {"TEXT": text, "TOKENS": tokens}
+
+
+def whisper_contract(checkpoint: Path) -> ModelContract:
+    return ModelContract(
+        name="whisper",
+        inputs=WHISPER_INPUTS,
+        outputs=("TEXT", "TOKENS"),
+        max_batch_size=16,
+        draw_inputs=whisper_inputs,
+        oracle=WhisperReference(checkpoint),
+        rows=st.integers(1, 2),
+        rtol=0.0,
+        atol=0.0,
+        good_request=lambda: {"WAV": (0.1 * np.sin(np.arange(16_000) / 8)).astype(np.float32)[np.newaxis]},
+    )
+
+
+SD_INPUTS = (
+    TensorContract("PROMPT", "BYTES", (1,)),
+    TensorContract("NEGATIVE_PROMPT", "BYTES", (1,), optional=True),
+    TensorContract("STEPS", "INT32", (1,), optional=True),
+    TensorContract("GUIDANCE_SCALE", "FP32", (1,), optional=True),
+    TensorContract("SEED", "INT64", (1,), optional=True),
+    TensorContract("HEIGHT", "INT32", (1,), optional=True),
+    TensorContract("WIDTH", "INT32", (1,), optional=True),
+    TensorContract("SCHEDULER", "BYTES", (1,), optional=True),
+)
+SD_SIZE = 16
+
+
+@st.composite
+def sd_inputs(draw: st.DrawFn, rows: int) -> dict[str, np.ndarray]:
+    """Prompts (any text, bytes, too long), and options in and out of range; few steps, small images."""
+    prompt_elements = st.one_of(
+        text_elements(), text_elements(), text_elements(), st.sampled_from((b"\xff", ("word " * 80).encode()))
+    )
+    prompt = np.empty((rows, 1), dtype=object)
+    prompt[:, 0] = draw(st.lists(prompt_elements, min_size=rows, max_size=rows))
+    inputs = {"PROMPT": prompt}
+    # name: (dtype, valid values, invalid values); a present option is invalid one time in seven.
+    options: dict[str, tuple[Any, tuple[Any, ...], tuple[Any, ...]]] = {
+        "NEGATIVE_PROMPT": (object, (b"", b"blurry"), (b"\xc3\x28",)),
+        "STEPS": (np.int32, (1, 2, 3), (0, -1, 151)),
+        "GUIDANCE_SCALE": (np.float32, (7.5, 1.0, 0.0), (-1.0, 101.0, np.nan, np.inf)),
+        "SEED": (np.int64, (0, 42, 2**62), (-1,)),
+        "HEIGHT": (np.int32, (SD_SIZE, 8), (30, 0, -16, 136)),
+        "WIDTH": (np.int32, (SD_SIZE, 8), (30, 0, -16, 136)),
+        "SCHEDULER": (
+            object,
+            (b"ddim", b"euler", b"pndm", b"EulerDiscreteScheduler"),
+            (b"warp_drive", b"\xff"),
+        ),
+    }
+    for name, (dtype, valid, invalid) in options.items():
+        if draw(st.booleans()):
+            choices = st.one_of(*[st.sampled_from(valid)] * 6, st.sampled_from(invalid))
+            values = [draw(choices) for _ in range(rows)]
+            if name in ("STEPS", "HEIGHT", "WIDTH") and draw(st.booleans()):
+                values = values[:1] * rows  # mostly the same in every row
+            inputs[name] = np.array([[value] for value in values], dtype=dtype)
+    # Keep the cost down: a valid request runs at most 3 steps on images of at most 16 x 16.
+    inputs.setdefault("STEPS", np.full((rows, 1), 2, np.int32))
+    for name in ("HEIGHT", "WIDTH"):
+        inputs.setdefault(name, np.full((rows, 1), SD_SIZE, np.int32))
+    return inputs
+
+
+class StableDiffusionReference:
+    """The example's request checks and pipeline, run in this process over the torch networks."""
+
+    uniform = ("HEIGHT", "WIDTH")
+
+    def __init__(self, checkpoint: Path) -> None:
+        modules = load_project(SD_PROJECT, SD_MODULES)
+        self.sd = modules.pipeline
+        self.pipeline = modules.pipeline.TextToImagePipeline.from_checkpoint(
+            checkpoint, **modules.networks.torch_networks(checkpoint), max_batch_size=4
+        )
+
+    def __call__(self, inputs: Mapping[str, np.ndarray], parameters: Mapping[str, Any]) -> dict[str, Any]:
+        rows = len(inputs["PROMPT"])
+        for name in self.uniform:
+            values = inputs.get(name)
+            if values is not None and len(np.unique(values)) > 1:
+                raise Rejected(f"{name} must be the same in every row of a request")
+        resolved = []
+        for row in range(rows):
+            tensors = {name: inputs.get(name, None) for name in (t.name for t in SD_INPUTS)}
+            tensors = {name: None if array is None else array[row] for name, array in tensors.items()}
+            if tensors["NEGATIVE_PROMPT"] is None:
+                tensors["NEGATIVE_PROMPT"] = np.array([b""], dtype=object)
+            try:
+                resolved.append(self.pipeline.resolve(self.sd.request_from_inputs(tensors)))
+            except self.sd.RequestError as error:
+                raise Rejected(str(error)) from None
+        if "SEED" not in inputs:  # a random seed: only the image's form can be known
+            height, width = (int(inputs[name][0, 0]) for name in ("HEIGHT", "WIDTH"))
+            return {"IMAGE": AnyValues(np.dtype(np.uint8), 4, rows)} if height and width else {}
+        return {"IMAGE": np.stack(self.pipeline.generate(resolved))}
+
+
+def stable_diffusion_contract(checkpoint: Path) -> ModelContract:
+    return ModelContract(
+        name="stable_diffusion",
+        inputs=SD_INPUTS,
+        outputs=("IMAGE",),
+        max_batch_size=4,
+        draw_inputs=sd_inputs,
+        oracle=StableDiffusionReference(checkpoint),
+        rows=st.integers(1, 2),
+        rtol=0.0,
+        atol=1.0,  # one grey level: batched float kernels round differently
+        good_request=lambda: {
+            "PROMPT": np.array([[b"a photo of a cat"]], dtype=object),
+            "SEED": np.array([[42]], np.int64),
+            "STEPS": np.array([[2]], np.int32),
+            "HEIGHT": np.array([[SD_SIZE]], np.int32),
+            "WIDTH": np.array([[SD_SIZE]], np.int32),
+        },
+    )
+
+
+# --------------------------------------------------------------------------- submodels, leniently
+def lenient_contract(
+    name: str,
+    inputs: tuple[TensorContract, ...],
+    outputs: Mapping[str, tuple[str, int]],
+    max_batch_size: int,
+    good_request: Callable[[], dict[str, np.ndarray]],
+    draw_inputs: Callable[[int], st.SearchStrategy[dict[str, np.ndarray]]] | None = None,
+    max_elements: int = 1_000_000,
+) -> ModelContract:
+    """A submodel fuzzed without a value oracle: any well-formed request must get either outputs of the
+    declared names, data types and ranks, or INVALID_ARG naming one of its inputs (never INTERNAL).
+    ``draw_inputs`` replaces the default (each variable dim drawn on its own)."""
+    batched = max_batch_size > 0
+    names = tuple(t.name for t in inputs)
+
+    def oracle(request: Mapping[str, np.ndarray], parameters: Mapping[str, Any]) -> Expectation:
+        rows = next(iter(request.values())).shape[0] if batched and request else None
+        shapes = {
+            output: AnyValues(np.dtype(NUMPY_TYPES[dtype]), rank + batched, rows)
+            for output, (dtype, rank) in outputs.items()
+        }
+        return Expectation(outputs=shapes, names=names)
+
+    def independent(rows: int) -> st.SearchStrategy[dict[str, np.ndarray]]:
+        lengths = st.one_of(st.integers(0, 6), st.integers(1, 6), st.sampled_from((77, 80, 1500)))
+        return independent_inputs(rows, inputs, lengths, batched=batched, max_elements=max_elements)
+
+    return ModelContract(
+        name=name,
+        inputs=inputs,
+        outputs=tuple(outputs),
+        max_batch_size=max_batch_size,
+        draw_inputs=draw_inputs or independent,
+        oracle=oracle,
+        rows=st.integers(1, 3),
+        good_request=good_request,
+    )
+
+
+@st.composite
+def unet_inputs(draw: st.DrawFn, rows: int) -> dict[str, np.ndarray]:
+    """UNet calls as the orchestrator makes them (2B rows, even sides), or with rows or sides off."""
+    rng = np.random.default_rng(draw(_seed()))
+    batch = draw(st.integers(1, 4))
+    height, width = (draw(_mostly((2, 4, 8), (0, 3, 7))) for _ in range(2))
+    text_rows = batch if draw(st.integers(0, 3)) else batch + 1
+    return {
+        "sample": rng.standard_normal((batch, 4, height, width)).astype(np.float32),
+        "timestep": np.array([draw(st.sampled_from((1.0, 500.0, 999.0, -1.0, np.nan)))], np.float32),
+        "encoder_hidden_states": rng.standard_normal((text_rows, 77, 32)).astype(np.float32),
+    }
+
+
+def submodel_contracts(whisper_checkpoint: Path) -> list[ModelContract]:
+    config = json.loads((whisper_checkpoint / "config.json").read_text())
+    layers, heads = config["decoder_layers"], config["decoder_attention_heads"]
+    head_dim = config["d_model"] // heads
+    f32 = np.float32
+    return [
+        lenient_contract(
+            "whisper_encoder",
+            (TensorContract("input_features", "FP32", (-1, 3000)),),
+            {"cross_key_values": ("FP32", 5)},
+            16,
+            lambda: {"input_features": np.zeros((1, config["num_mel_bins"], 3000), f32)},
+        ),
+        lenient_contract(
+            "whisper_decoder",
+            (
+                TensorContract("input_ids", "INT64", (-1,)),
+                TensorContract("past_key_values", "FP32", (-1, 2, -1, -1, -1)),
+                TensorContract("cross_key_values", "FP32", (-1, 2, -1, 1500, -1)),
+            ),
+            {"logits": ("FP32", 1), "present_key_values": ("FP32", 5)},
+            16,
+            lambda: {
+                "input_ids": np.array([[config["decoder_start_token_id"]]], np.int64),
+                "past_key_values": np.zeros((1, layers, 2, heads, 0, head_dim), f32),
+                "cross_key_values": np.zeros((1, layers, 2, heads, 1500, head_dim), f32),
+            },
+        ),
+        lenient_contract(
+            "text_encoder",
+            (TensorContract("input_ids", "INT32", (-1, 77)),),
+            {"text_embeddings": ("FP32", 3)},
+            0,
+            lambda: {"input_ids": np.zeros((1, 77), np.int32)},
+        ),
+        lenient_contract(
+            "unet",
+            (
+                TensorContract("sample", "FP32", (-1, 4, -1, -1)),
+                TensorContract("timestep", "FP32", (1,)),
+                TensorContract("encoder_hidden_states", "FP32", (-1, 77, 32)),
+            ),
+            {"latent": ("FP32", 4)},
+            0,
+            lambda: {
+                "sample": np.zeros((2, 4, 8, 8), f32),
+                "timestep": np.array([10.0], f32),
+                "encoder_hidden_states": np.zeros((2, 77, 32), f32),
+            },
+            unet_inputs,
+        ),
+        lenient_contract(
+            "vae_decoder",
+            (TensorContract("latent", "FP32", (-1, 4, -1, -1)),),
+            {"images": ("FP32", 4)},
+            0,
+            lambda: {"latent": np.zeros((1, 4, 8, 8), f32)},
+            max_elements=20_000,
+        ),
+    ]
+
+
+def all_contracts(references: EmbeddingReferences, checkpoints: TinyCheckpoints) -> dict[str, ModelContract]:
     """Every fuzzed model's contract, by model name."""
     contracts = [
         fuzz_target_contract(),
@@ -390,5 +738,8 @@ def all_contracts(references: EmbeddingReferences) -> dict[str, ModelContract]:
         tokenizer_contract(references),
         encoder_contract(references),
         pooling_contract(),
+        whisper_contract(checkpoints.whisper),
+        stable_diffusion_contract(checkpoints.stable_diffusion),
+        *submodel_contracts(checkpoints.whisper),
     ]
     return {contract.name: contract for contract in contracts}
