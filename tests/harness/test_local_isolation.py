@@ -7,7 +7,6 @@ import sys
 from pathlib import Path
 
 import numpy as np
-import pytest
 
 from pbkit.testing.local import LocalTriton
 
@@ -177,8 +176,7 @@ def test_relative_imports_and_the_model_folder(repo: Path, model: ModelWriter) -
 
 def test_pbkit_built_models_reuse_the_running_pbkit(tmp_path: Path) -> None:
     project = Path(__file__).resolve().parents[1] / "fixtures" / "core_project"
-    if not (project / "core_models.py").is_file():
-        pytest.skip("the core test project is not available")
+    assert (project / "core_models.py").is_file(), f"the core test project is missing from {project}"
     repository = tmp_path / "built"
     built = subprocess.run(
         [sys.executable, "-m", "pbkit.cli.main", "build", str(project), "-o", str(repository)],
