@@ -294,8 +294,8 @@ def _overhead_section(results: Mapping[str, Any], plots: Mapping[str, str]) -> l
         "`identity_handwritten` (`bench/models/handwritten_identity/model.py`, the minimal hand-written Python-backend",
         "model doing the same), served side by side by one tritonserver with the same `config.pbtxt` (pbkit's,",
         "renamed): FP32 `[1, 16]` requests, `max_batch_size: 64`, `dynamic_batching {}`. CPU is the user+system",
-        "time of the model's stub process (and of tritonserver) during the window, per request: unlike",
-        "throughput, it does not depend on what else the machine was doing.",
+        "time of the model's stub process (and of tritonserver) during the window, per request: it depends much",
+        "less than throughput on what else the machine was doing.",
         "",
         "| Concurrency | pbkit req/s | hand-written req/s | ratio | ratio per repetition | p99 ms pbkit / hand-written "
         "| stub CPU µs/req pbkit / hand-written | tritonserver CPU µs/req pbkit / hand-written |",
@@ -352,17 +352,20 @@ def _limit_section(results: Mapping[str, Any], plots: Mapping[str, str]) -> list
     lines = [
         "## 3. Against the limit",
         "",
-        "The limit is the encoder alone, in this process, with no server: the ensemble's own encoder network",
-        "(`models/ensemble_embedding/network.py`, the checkpoint, the tokenizer's fixed-length padding, trimmed to",
-        "the longest sentence) timed at exactly the batch sizes the served encoder ran during the batching-on",
-        f"windows (torch with {limit['torch_threads']} threads, like the served one). Limit throughput = sentences",
-        "of those batches / the time the in-process forward takes for them. Tokenizer, pooling, the ensemble",
-        "scheduler, gRPC and the load generator are all outside the limit and inside the served number.",
+        "The limit is the encoder alone, in the benchmark's own process, with no server in the way: the",
+        "ensemble's own encoder network (`models/ensemble_embedding/network.py`, the checkpoint, the tokenizer's",
+        "fixed-length padding, trimmed to the longest sentence) timed at exactly the batch sizes the served encoder",
+        "ran during a batching-on window, right after that window (the server idle), so that each served run and",
+        f"its limit see the same machine; torch with {limit['torch_threads']} threads, like the served one. Limit",
+        "throughput = sentences of those batches / the time the in-process forward takes for them. Tokenizer,",
+        "pooling, the ensemble scheduler, gRPC and the load generator are all outside the limit and inside the",
+        "served number.",
         "",
         f"Served ensemble **{_fmt(limit['ensemble_sentences_per_s'])}** sentences/s, limit "
-        f"**{_fmt(limit['limit_sentences_per_s'])}** sentences/s: ratio **{limit['ratio']:.2f}**.",
+        f"**{_fmt(limit['limit_sentences_per_s'])}** sentences/s (medians): ratio **{limit['ratio']:.2f}** "
+        "(per repetition: " + ", ".join(f"{r:.2f}" for r in limit.get("ratio_per_repeat", [])) + ").",
         "",
-        "In CPU time, which does not depend on what else ran: the in-process forward took "
+        "In CPU time: the in-process forward took "
         f"{limit.get('forward_cpu_ms_per_sentence', 0):.1f} ms per sentence; the served ensemble "
         f"{results['embedding']['batching']['on'].get('server_cpu_ms_per_request', 0):.1f} ms per sentence over "
         "all its model processes and tritonserver (the load generator not counted).",

