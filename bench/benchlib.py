@@ -25,17 +25,29 @@ ROOT = BENCH_DIR.parent
 _CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 
 
-def prepare_environment() -> list[str]:
+def prepare_environment(omp_passive: bool = True) -> list[str]:
     """Set what every server of the suite inherits; return notes on what was set, for the report.
 
-    The Python-backend stub links ``libpython3.X.so`` from the dynamic loader's path (here the
-    system's), while the stdlib it imports is the running interpreter's. When the two patch
-    versions differ, stdlib code that needs the newer C runtime fails inside the stub
-    (PyTriton's tensor store dies in ``multiprocessing.resource_tracker``). Putting the running
-    interpreter's own ``libpython`` first on ``LD_LIBRARY_PATH`` makes them match; every server
-    of the suite (pbkit's and PyTriton's) gets the same setting.
+    With ``omp_passive``, ``OMP_WAIT_POLICY=PASSIVE`` is set for this process (before torch loads)
+    and every process it starts: OpenMP threads that wait for work sleep instead of spinning. On
+    2 cores shared by the load generator, tritonserver, several model processes (and, on a shared
+    machine, other people's jobs), a spinning torch thread pool loses most of its time to waiting
+    for its preempted partner thread; every side of every comparison gets the same setting.
+
+    The Python-backend stub links ``libpython3.X.so`` from the dynamic loader's path, while the
+    stdlib it imports is the running interpreter's. pbkit's launcher puts the interpreter's own
+    ``libpython`` on the stub's library path; PyTriton's does not, and when the system's
+    ``libpython`` has another patch version its tensor store dies in
+    ``multiprocessing.resource_tracker``. So the suite puts that folder first on
+    ``LD_LIBRARY_PATH`` for every server it starts, pbkit's and PyTriton's alike.
     """
     notes = []
+    if omp_passive and "OMP_WAIT_POLICY" not in os.environ:
+        os.environ["OMP_WAIT_POLICY"] = "PASSIVE"
+    if "OMP_WAIT_POLICY" in os.environ:
+        notes.append(
+            f"OMP_WAIT_POLICY={os.environ['OMP_WAIT_POLICY']} for the suite and every process it starts"
+        )
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     libdir = sysconfig.get_config_var("LIBDIR")

@@ -513,6 +513,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument(
         "--quiet-load", type=float, default=1.0, help="see --wait-quiet (default: %(default)s)"
     )
+    parser.add_argument(
+        "--omp-spin",
+        action="store_true",
+        help="leave OMP_WAIT_POLICY unset (OpenMP threads spin while waiting; see benchlib.prepare_environment)",
+    )
     args = parser.parse_args(argv)
     plan = Plan.quick() if args.quick else Plan.full()
     waited = wait_for_quiet(args.wait_quiet, args.quiet_load)
@@ -521,7 +526,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "started": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
         "plan": plan.__dict__,
         "machine": machine_description(),
-        "environment": prepare_environment(),
+        "environment": prepare_environment(omp_passive=not args.omp_spin),
         "load_average_before": load_average(),
         "waited_for_quiet_s": waited,
     }
