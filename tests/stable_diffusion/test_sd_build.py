@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import importlib
 import shutil
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -121,7 +122,11 @@ def test_a_missing_checkpoint_is_a_clear_setup_error(tmp_path: Path) -> None:
         model.setup(context("unet", tmp_path / "nowhere"))
 
 
-def test_python_variant_runs_stacked_requests(sd_checkpoint: Path, sd_torch_networks: dict[str, Any]) -> None:
+def test_python_variant_runs_stacked_requests(
+    sd_checkpoint: Path, sd_torch_networks: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Outside Triton: no triton_python_backend_utils, even if another test installed the harness's fake.
+    monkeypatch.setitem(sys.modules, "triton_python_backend_utils", None)
     model = sd_submodels.unet.python_model_class()()
     with project_importable():
         model.setup(context("unet", sd_checkpoint))
