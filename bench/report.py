@@ -355,22 +355,25 @@ def _limit_section(results: Mapping[str, Any], plots: Mapping[str, str]) -> list
         "The limit is the encoder alone, in the benchmark's own process, with no server in the way: the",
         "ensemble's own encoder network (`models/ensemble_embedding/network.py`, the checkpoint, the tokenizer's",
         "fixed-length padding, trimmed to the longest sentence) timed at exactly the batch sizes the served encoder",
-        "ran during a batching-on window, right after that window (the server idle), so that each served run and",
-        f"its limit see the same machine; torch with {limit['torch_threads']} threads, like the served one. Limit",
-        "throughput = sentences of those batches / the time the in-process forward takes for them. Tokenizer,",
-        "pooling, the ensemble scheduler, gRPC and the load generator are all outside the limit and inside the",
-        "served number.",
+        "ran during the batching-on windows, each timed right after its window (the server idle; torch with",
+        f"{limit['torch_threads']} threads, like the served one). Limit throughput = sentences of those batches /",
+        "the time the in-process forward takes for them, taking for each batch size the fastest forward seen",
+        "(load from other processes only ever adds time, so this is the encoder's best). Tokenizer, pooling, the",
+        "ensemble scheduler, gRPC and the load generator are all outside the limit and inside the served number.",
         "",
-        f"Served ensemble **{_fmt(limit['ensemble_sentences_per_s'])}** sentences/s, limit "
-        f"**{_fmt(limit['limit_sentences_per_s'])}** sentences/s (medians): ratio **{limit['ratio']:.2f}** "
-        "(per repetition: " + ", ".join(f"{r:.2f}" for r in limit.get("ratio_per_repeat", [])) + ").",
+        f"Served ensemble **{_fmt(limit['ensemble_sentences_per_s'])}** sentences/s (median), limit "
+        f"**{_fmt(limit['limit_sentences_per_s'])}** sentences/s: ratio **{limit['ratio']:.2f}**. Each served "
+        "run against the limit timed right after it (mean forward times): "
+        + ", ".join(f"{r:.2f}" for r in limit.get("paired_ratio_per_repeat", []))
+        + ".",
         "",
         "In CPU time: the in-process forward took "
         f"{limit.get('forward_cpu_ms_per_sentence', 0):.1f} ms per sentence; the served ensemble "
         f"{results['embedding']['batching']['on'].get('server_cpu_ms_per_request', 0):.1f} ms per sentence over "
         "all its model processes and tritonserver (the load generator not counted).",
         "",
-        "| Batch size | batches run by the served encoder | in-process forward ms | served encoder compute ms |",
+        "| Batch size | batches run by the served encoder | fastest in-process forward ms "
+        "| served encoder compute ms (mean) |",
         "|---|---|---|---|",
     ]
     for size in sorted(limit["forward_ms"], key=int):

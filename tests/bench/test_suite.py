@@ -136,7 +136,7 @@ def _results() -> dict[str, Any]:
             "forward_ms": {"4": 15.0, "32": 150.0},
             "server_encoder_ms": {"4": 20.0, "32": 200.0},
             "executions": {"4": 10, "32": 5},
-            "ratio_per_repeat": [0.7, 0.75, 0.8],
+            "paired_ratio_per_repeat": [0.7, 0.75, 0.8],
         },
         "harness": {"missing": "bench/harness_overhead.py does not exist"},
     }
@@ -148,7 +148,7 @@ def test_report_states_each_target_and_draws_the_plots(suite: Any, tmp_path: Pat
     assert "| 0.90 / 0.97 / 1.02 | ≥ 0.95 | **no** |" in page
     assert "3.00x (150.0 vs 50.0 sentences/s) | ≥ 2x | yes |" in page
     assert "0.75 (150.0 vs 200.0 sentences/s) | ≥ 0.8 | **no** |" in page
-    assert "(per repetition: 0.70, 0.75, 0.80)" in page
+    assert "right after it (mean forward times): 0.70, 0.75, 0.80." in page
     assert "1.25x (400 vs 500 ms) | ≥ 1x, p99 no worse | yes |" in page
     assert "2 CPU cores" in page and "no GPU" in page
     for name in ("overhead", "batching", "limit", "pytriton", "memory"):
