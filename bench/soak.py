@@ -12,9 +12,9 @@ temporary folder, and one tritonserver serves it for the whole run. For each mod
 bench``'s load generator sends the requests from ``--concurrency`` workers, after a warm-up:
 
 * ``embedding`` (TEXT -> EMBEDDING FP32[384]): one sentence per request, three in every tenth
-  (varied: words, digits, non-ASCII, emoji, rarely longer than the 256-token limit); each
-  response must equal
-  sentence-transformers' embedding of the same sentences on the same checkpoint (within 5e-5);
+  (varied: words, digits, non-ASCII, emoji, rarely longer than the 256-token limit); each response
+  must equal sentence-transformers' embedding of the same sentences on the same checkpoint (within
+  5e-5);
 * ``soak_batcher`` (X FP32[16] -> REVERSED, ROW_SUM): 1 to 4 rows per request, dynamically batched
   across 2 instances; each response must equal the expected arithmetic exactly.
 
