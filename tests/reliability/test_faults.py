@@ -198,6 +198,24 @@ def test_every_call_has_a_timeout(fault_server: TritonServer, protocol: str) -> 
     assert fault_server.infer("faulty", {"X": np.array([[3]])}, timeout=10)["Y"].tolist() == [[9]]
 
 
+def test_local_triton_call_times_out_while_waiting_for_an_instance(fault_local: Any) -> None:
+    """LocalTriton runs ``execute`` on the calling thread, so its timeout covers the wait for a free
+    instance (not the model's own run): a request queued behind a slow one times out."""
+    busy = threading.Thread(
+        target=lambda: fault_local.infer("sleeper", {"SECONDS": np.array([[2.0]], np.float32)}, timeout=30)
+    )
+    busy.start()
+    try:
+        time.sleep(0.3)
+        started = time.monotonic()
+        with pytest.raises(InferTimeout) as raised:
+            fault_local.infer("sleeper", {"SECONDS": np.array([[0.0]], np.float32)}, timeout=0.5)
+        assert time.monotonic() - started < 1.5
+        assert raised.value.code == "UNAVAILABLE" and "no answer within 0.5 s" in raised.value.message
+    finally:
+        busy.join()
+
+
 # --------------------------------------------------------------------------- stub killed
 @pytest.mark.server
 def test_killed_stub_fails_its_requests_and_is_reported_then_reload_recovers(
