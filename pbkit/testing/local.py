@@ -320,7 +320,9 @@ class LocalTriton:
         repository.normalize(config)
         repository.validate(config)
         io = ModelIO.from_config(config)
-        available = repository.version_dirs(model.model_dir) or [1]
+        # Like Triton, an ensemble without a version folder loads no version at all: it is never ready
+        # and requests to it fail with NOT_FOUND ("has no available versions").
+        available = repository.version_dirs(model.model_dir)
         for version in repository.select_versions(config, available):
             entry = _Version(model.name, version, model.model_dir, config, io, "ensemble")
             missing = [

@@ -59,6 +59,7 @@ def readiness(client: TritonClient) -> tuple[bool, ...]:
         client.is_model_ready("hidden_names"),
         client.is_model_ready("no_such_model"),
         client.is_model_ready("ensemble_add_scale"),
+        client.is_model_ready("ensemble_unversioned"),
     )
 
 
@@ -349,6 +350,12 @@ SCENARIOS = [
     Scenario("BLS: model that failed to load", bls("broken")),
     # ---------------------------------------------------------------- ensembles
     Scenario("ensemble", lambda c: c.infer("ensemble_add_scale", add_sub())),
+    Scenario(
+        "ensemble without a version folder",
+        lambda c: c.infer("ensemble_unversioned", add_sub()),
+        code="NOT_FOUND",
+        contains="'ensemble_unversioned' has no available versions",
+    ),
     Scenario("ensemble one output", lambda c: c.infer("ensemble_add_scale", add_sub(), outputs=["DIFF"])),
     Scenario(
         "ensemble input check",

