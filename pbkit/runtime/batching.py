@@ -43,14 +43,21 @@ class Request:
 
     inputs: dict[str, Any]
     requested_outputs: Sequence[str] | None = None
+    #: The request's parameters, or a function that reads them when first asked for.
     parameters: Mapping[str, Any] | Callable[[], Mapping[str, Any]] = field(default_factory=dict)
-    request_id: str = ""
+    #: The request's id, or a function that reads it when first asked for.
+    request_id: str | Callable[[], str] = ""
     batch_size: int = 0
 
     def get_parameters(self) -> Mapping[str, Any]:
         if callable(self.parameters):
             self.parameters = self.parameters()
         return self.parameters
+
+    def get_request_id(self) -> str:
+        if callable(self.request_id):
+            self.request_id = self.request_id()
+        return self.request_id
 
 
 class RequestBatch(BatchInfo):
@@ -67,7 +74,7 @@ class RequestBatch(BatchInfo):
 
     @property
     def request_ids(self) -> list[str]:
-        return [r.request_id for r in self._requests]
+        return [r.get_request_id() for r in self._requests]
 
     def row_parameters(self) -> list[Mapping[str, Any]]:
         """The parameters of the request each batch row came from, one entry per row."""

@@ -40,6 +40,7 @@ class PbkitModel:
             setup(self.context)
         self.loop = BatchingLoop(spec, self.model.predict, getattr(self.model, "validate", None))
         self._decoupled = spec.decoupled
+        self._output_names = frozenset(t.name for t in spec.outputs)
         codes = self._pb.TritonError
         self._codes = {name: getattr(codes, name) for name in ("INVALID_ARG", "INTERNAL", "UNAVAILABLE")}
 
@@ -126,12 +127,15 @@ class PbkitModel:
     # ----------------------------------------------------------------- conversion
     def _request(self, request: Any) -> Request:
         inputs = {tensor.name(): tensor.as_numpy() for tensor in request.inputs()}
+        # Triton lists every output when the client names none: treat "all of them" as no filter.
         requested = request.requested_output_names()
+        if requested and len(requested) == len(self._output_names) and set(requested) == self._output_names:
+            requested = None
         return Request(
             inputs=inputs,
             requested_outputs=list(requested) if requested else None,
             parameters=lambda: json.loads(request.parameters() or "{}"),
-            request_id=request.request_id(),
+            request_id=request.request_id,  # read only if predict asks for it
         )
 
     def _response(self, result: Result | BaseException) -> Any:

@@ -18,10 +18,35 @@ SPEC_ATTRIBUTE = "__pbkit_spec__"
 
 
 class BatchInfo:
-    """Marker type: annotate a ``predict`` parameter with it to receive per-request metadata.
+    """Annotate a ``predict`` parameter with it to receive per-request metadata of the batch.
 
-    The runtime passes a :class:`pbkit.runtime.batching.RequestBatch` for that parameter.
+    The runtime passes a :class:`pbkit.runtime.batching.RequestBatch` for that parameter::
+
+        def predict(self, X: FP32[3], batch: pbkit.BatchInfo) -> dict[str, np.ndarray]:
+            ids = batch.request_ids            # one per request, in batch order
+            rows = batch.row_parameters()      # one parameters dict per row of X
     """
+
+    #: The number of rows each request brought, in batch order.
+    batch_sizes: list[int]
+
+    @property
+    def parameters(self) -> list[Mapping[str, Any]]:
+        """The request parameters of each request, in batch order."""
+        raise NotImplementedError
+
+    @property
+    def request_ids(self) -> list[str]:
+        """The id of each request (``""`` where the client gave none), in batch order."""
+        raise NotImplementedError
+
+    def row_parameters(self) -> list[Mapping[str, Any]]:
+        """The parameters of the request each row came from, one entry per row."""
+        raise NotImplementedError
+
+    def __len__(self) -> int:
+        """The number of requests."""
+        raise NotImplementedError
 
 
 def model(
