@@ -61,8 +61,12 @@ class TritonClient(Protocol):
         parameters: Parameters | None = None,
         version: int | str | None = None,
         timeout: float | None = None,
+        request_id: str = "",
     ) -> Outputs:
-        """Run one request and return its outputs, or raise :class:`InferError`."""
+        """Run one request and return its outputs, or raise :class:`InferError`.
+
+        ``request_id`` is the request's id as the model sees it (``request_id()``) and error texts show it.
+        """
         ...
 
     def stream(
@@ -74,6 +78,7 @@ class TritonClient(Protocol):
         parameters: Parameters | None = None,
         version: int | str | None = None,
         timeout: float | None = None,
+        request_id: str = "",
     ) -> Iterator[Outputs]:
         """Run one request on a decoupled model, yielding one dict per response."""
         ...

@@ -692,6 +692,7 @@ class LocalTriton:
         parameters: Parameters | None = None,
         version: int | str | None = None,
         timeout: float | None = None,
+        request_id: str = "",
     ) -> Outputs:
         """Run one request and return its outputs, or raise :class:`~pbkit.testing.client.InferError`."""
         seconds, deadline = self._deadline(timeout)
@@ -703,7 +704,9 @@ class LocalTriton:
                 raise RequestError(
                     "UNSUPPORTED", "ModelInfer RPC doesn't support models with decoupled transaction policy"
                 )
-            pending = self._pending(entry, tensors, outputs, parameters_json(parameters), box.put)
+            pending = self._pending(
+                entry, tensors, outputs, parameters_json(parameters), box.put, request_id=request_id
+            )
         except RequestError as exc:
             raise InferError(exc.code, exc.message) from None
         what = f"inference on model {model!r}"
@@ -772,13 +775,14 @@ class LocalTriton:
         parameters: Parameters | None = None,
         version: int | str | None = None,
         timeout: float | None = None,
+        request_id: str = "",
     ) -> Iterator[Outputs]:
         """Run one request (decoupled models: streaming), yielding one dict per response until the final one;
         a flag-only final response yields nothing. Errors carry the codes a gRPC stream gives.
 
         Closing the iterator early cancels the request (the model sees ``is_cancelled()``).
         """
-        return self._stream(model, inputs, outputs, parameters, version, timeout)
+        return self._stream(model, inputs, outputs, parameters, version, timeout, request_id)
 
     def _stream(
         self,
@@ -788,6 +792,7 @@ class LocalTriton:
         parameters: Parameters | None,
         version: int | str | None,
         timeout: float | None,
+        request_id: str = "",
     ) -> Iterator[Outputs]:
         seconds, deadline = self._deadline(timeout)
         what = f"stream from model {model!r}"
@@ -795,7 +800,9 @@ class LocalTriton:
         try:
             tensors = self._client_inputs(inputs)
             entry = self._resolve(model, version)
-            pending = self._pending(entry, tensors, outputs, parameters_json(parameters), box.put)
+            pending = self._pending(
+                entry, tensors, outputs, parameters_json(parameters), box.put, request_id=request_id
+            )
         except RequestError as exc:
             raise InferError(code_from_stream_message(exc.message), exc.message) from None
         cancel = False

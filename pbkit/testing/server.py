@@ -305,6 +305,7 @@ class TritonServerClient:
         parameters: Parameters | None = None,
         version: int | str | None = None,
         timeout: float | None = None,
+        request_id: str = "",
     ) -> Outputs:
         """Run one request and return its outputs, or raise :class:`InferError`."""
         seconds = self._timeout(timeout)
@@ -327,6 +328,7 @@ class TritonServerClient:
                     outputs=requested,
                     client_timeout=seconds,
                     parameters=dict(parameters) if parameters else None,
+                    request_id=request_id,
                 )
             except Exception as error:
                 raise _error_from_grpc(error, what, seconds) from None
@@ -351,6 +353,7 @@ class TritonServerClient:
                     model_version=_version_string(version),
                     outputs=requested,
                     parameters=dict(parameters) if parameters else None,
+                    request_id=request_id,
                 )
             except Exception as error:
                 raise _error_from_http(error, what, seconds) from None
@@ -366,6 +369,7 @@ class TritonServerClient:
         parameters: Parameters | None = None,
         version: int | str | None = None,
         timeout: float | None = None,
+        request_id: str = "",
     ) -> Iterator[Outputs]:
         """Run one request on a decoupled model over gRPC streaming (whatever this view's protocol),
         yielding one dict per response until the final one; a flag-only final response yields nothing.
@@ -389,6 +393,7 @@ class TritonServerClient:
             dict(parameters) if parameters else None,
             _version_string(version),
             seconds,
+            request_id,
         )
 
     def _stream_responses(
@@ -399,6 +404,7 @@ class TritonServerClient:
         parameters: dict[str, Any] | None,
         version: str,
         seconds: float,
+        request_id: str = "",
     ) -> Iterator[Outputs]:
         import tritonclient.grpc as grpcclient
 
@@ -421,6 +427,7 @@ class TritonServerClient:
                     outputs=requested,
                     enable_empty_final_response=True,
                     parameters=parameters,
+                    request_id=request_id,
                 )
             except Exception as error:
                 raise _error_from_grpc(error, what, seconds) from None

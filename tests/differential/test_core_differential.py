@@ -72,6 +72,21 @@ SCENARIOS = [
         "no batch dimension",
         lambda c: c.infer("no_batch", {"TEXT": np.array([b"a", b"b", b"c"], dtype=object)}),
     ),
+    Scenario(
+        "request id and parameters reach predict",
+        lambda c: c.infer(
+            "request_info",
+            {"X": np.ones((2, 1), np.float32)},
+            request_id="req-7",
+            parameters={"tag": "blue"},
+        ),
+    ),
+    Scenario(
+        "the server's shape check names the request id",
+        lambda c: c.infer("scale", {"A": np.ones((1, 4), np.float32)}, request_id="req-9"),
+        "INVALID_ARG",
+        "[request id: req-9]",
+    ),
     Scenario("good outputs", bad_outputs(b"ok")),
     Scenario("output with a wrong name", bad_outputs(b"name"), "INTERNAL"),
     Scenario("output with a wrong dtype", bad_outputs(b"dtype"), "INTERNAL"),

@@ -17,7 +17,10 @@ from pbkit.testing.server import TritonServer
 pytestmark = pytest.mark.server
 
 CORE_PROJECT = Path(__file__).resolve().parents[1] / "fixtures" / "core_project"
-MODELS = ["echo_all", "scale", "optionals", "flaky", "no_batch", "who_am_i", "bad_outputs", "countdown", "ragged"]
+MODELS = [
+    "echo_all", "scale", "optionals", "flaky", "no_batch", "who_am_i", "bad_outputs", "countdown", "ragged",
+    "request_info",
+]  # fmt: skip
 
 
 @pytest.fixture(scope="module")
@@ -173,3 +176,24 @@ def test_ragged_requests_padded_together(server: TritonServer) -> None:
         assert result["TOTAL"].tolist() == [[n * (n + 1) // 2]]
     padded = [n for n, r in zip(lengths, results, strict=True) if int(r["LENGTHS"][0, 0]) > n]
     assert padded, "requests of different lengths never shared a predict call (allow_ragged_batch missing?)"
+
+
+def test_request_ids_and_parameters_follow_their_rows_through_a_batch(server: TritonServer) -> None:
+    sizes = [1, 2, 1, 3, 1]
+
+    def send(index: int) -> dict[str, np.ndarray]:
+        view = server.client("grpc" if index % 2 else "http")
+        return view.infer(
+            "request_info",
+            {"X": np.zeros((sizes[index], 1), np.float32)},
+            request_id=f"id-{index}",
+            parameters={"tag": f"tag-{index}"},
+        )
+
+    with ThreadPoolExecutor(len(sizes)) as pool:
+        results = list(pool.map(send, range(len(sizes))))
+    for index, result in enumerate(results):
+        assert result["REQUEST_ID"].ravel().tolist() == [f"id-{index}".encode()] * sizes[index]
+        assert result["TAG"].ravel().tolist() == [f"tag-{index}".encode()] * sizes[index]
+    shared = [int(r["ROWS"][0, 0]) for r in results]
+    assert max(shared) > max(sizes), f"no request shared a predict call: {shared}"
