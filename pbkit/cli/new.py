@@ -1,9 +1,10 @@
 """``pbkit new NAME``: start a model project from the ``pymodel`` cookiecutter template.
 
-The template (``templates/pymodel`` in the pbkit source tree) asks for the model and class name, one
-input and one output tensor (name, data type, dims), batching, torch and decoupled mode. Each question
-has an option here; with ``--no-input`` (the default when standard input is not a terminal) the options
-and the template's defaults answer every question without prompting.
+The template (``templates/pymodel`` in the source tree, shipped in the package as ``pbkit/_templates``)
+asks for the model and class name, one input and one output tensor (name, data type, dims), batching,
+torch and decoupled mode. Each question has an option here; with ``--no-input`` (the default when
+standard input is not a terminal) the options and the template's defaults answer every question
+without prompting.
 """
 
 from __future__ import annotations
@@ -15,8 +16,8 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-#: The template shipped in the pbkit source tree.
-TEMPLATE_DIR = Path(__file__).resolve().parents[2] / "templates" / "pymodel"
+#: The template as the package ships it (in a source checkout, ``pbkit/_templates`` links to ``templates/``).
+TEMPLATE_DIR = Path(__file__).resolve().parents[1] / "_templates" / "pymodel"
 
 #: The template's questions that ``new_project`` accepts as keyword arguments.
 ANSWER_KEYS = (
@@ -41,7 +42,7 @@ def default_template() -> Path:
     """The ``pymodel`` template folder, or :class:`TemplateError` when this installation lacks it."""
     if not (TEMPLATE_DIR / "cookiecutter.json").is_file():
         raise TemplateError(
-            f"the pymodel template is not at {TEMPLATE_DIR} (pbkit installed without its source tree); "
+            f"the pymodel template is not at {TEMPLATE_DIR} (this pbkit was installed without it); "
             "pass --template /path/to/pbkit/templates/pymodel"
         )
     return TEMPLATE_DIR

@@ -294,6 +294,67 @@ def test_pbkit_new_asks_nothing_without_a_terminal(tmp_path: Path) -> None:
     assert "class QuietModel:" in source and "FP32[4]" in source and "yield" in source
 
 
+def test_installed_wheel_ships_the_template(tmp_path: Path) -> None:
+    """A wheel of pbkit carries the template, so ``pbkit new`` works without the source tree."""
+    wheels, target, work = tmp_path / "wheels", tmp_path / "site", tmp_path / "work"
+    work.mkdir()
+    build = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "wheel",
+            "-q",
+            "--no-deps",
+            "--no-build-isolation",
+            str(ROOT),
+            "-w",
+            str(wheels),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert build.returncode == 0, build.stderr
+    (wheel,) = wheels.glob("pbkit-*.whl")
+    install = subprocess.run(
+        [sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--target", str(target), str(wheel)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert install.returncode == 0, install.stderr
+    shipped = {
+        p.relative_to(target / "pbkit" / "_templates" / "pymodel")
+        for p in (target / "pbkit" / "_templates" / "pymodel").rglob("*")
+        if p.is_file() and "__pycache__" not in p.parts
+    }
+    in_tree = {
+        p.relative_to(TEMPLATE) for p in TEMPLATE.rglob("*") if p.is_file() and "__pycache__" not in p.parts
+    }
+    assert shipped == in_tree
+    # Run from the installed copy only (not the checkout): it finds its own template and renders it.
+    env = {**os.environ, "PYTHONPATH": str(target)}
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-I",
+            "-c",
+            "import sys; sys.path.insert(0, sys.argv[1]); "
+            "import pbkit; assert pbkit.__file__.startswith(sys.argv[1]), pbkit.__file__; "
+            "from pbkit.cli.main import main; raise SystemExit(main(['new', 'from_wheel', '--no-input']))",
+            str(target),
+        ],
+        cwd=work,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stderr
+    assert (work / "from_wheel" / "from_wheel.py").is_file()
+
+
 def test_new_project_api_checks_its_arguments(tmp_path: Path) -> None:
     from pbkit.cli.new import TemplateError, new_project
 
