@@ -13,7 +13,12 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from reliability_contracts import WHISPER_MAX_NEW_TOKENS, EmbeddingReferences, TinyCheckpoints
+from reliability_contracts import (
+    RELIABILITY_PROJECT,
+    WHISPER_MAX_NEW_TOKENS,
+    EmbeddingReferences,
+    TinyCheckpoints,
+)
 from reliability_fuzz import FuzzStatistics
 
 from pbkit.build import build
@@ -21,7 +26,6 @@ from pbkit.config import read_config, render
 from pbkit.config.check import check_repository
 
 ROOT = Path(__file__).resolve().parents[2]
-RELIABILITY_PROJECT = ROOT / "tests" / "fixtures" / "reliability_project"
 EXAMPLE_MODELS = ROOT / "models"
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -109,8 +113,3 @@ def fuzz_statistics() -> Iterator[FuzzStatistics]:
     report = os.environ.get("PBKIT_RELIABILITY_REPORT")
     if report:
         Path(report).write_text(json.dumps(statistics.to_json(), indent=2, sort_keys=True) + "\n")
-
-
-def fuzz_scale() -> float:
-    """``PBKIT_FUZZ_SCALE`` as a float (default 1)."""
-    return float(os.environ.get("PBKIT_FUZZ_SCALE", "1"))

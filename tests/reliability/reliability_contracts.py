@@ -40,6 +40,8 @@ from reliability_fuzz import (
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 ROOT = Path(__file__).resolve().parents[2]
+#: The pbkit project of the models written for these tests.
+RELIABILITY_PROJECT = ROOT / "tests" / "fixtures" / "reliability_project"
 EMBEDDING_PROJECT = ROOT / "models" / "ensemble_embedding"
 EMBEDDING_DIM = 384
 SEQUENCE_LENGTH = 256
@@ -743,3 +745,8 @@ def all_contracts(references: EmbeddingReferences, checkpoints: TinyCheckpoints)
         *submodel_contracts(checkpoints.whisper),
     ]
     return {contract.name: contract for contract in contracts}
+
+
+def fuzz_scale() -> float:
+    """``PBKIT_FUZZ_SCALE`` as a float (default 1): how many times the CI number of fuzzed requests to send."""
+    return float(os.environ.get("PBKIT_FUZZ_SCALE", "1"))

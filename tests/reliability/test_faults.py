@@ -25,7 +25,7 @@ from typing import Any
 
 import numpy as np
 import pytest
-from conftest import RELIABILITY_PROJECT
+from reliability_contracts import RELIABILITY_PROJECT
 
 from pbkit.build import build
 from pbkit.testing.client import InferError

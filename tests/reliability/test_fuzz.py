@@ -16,10 +16,9 @@ from typing import Any
 
 import numpy as np
 import pytest
-from conftest import fuzz_scale
 from hypothesis import HealthCheck, Phase, given, note, settings
 from hypothesis.control import currently_in_test_context
-from reliability_contracts import EmbeddingReferences, TinyCheckpoints, all_contracts
+from reliability_contracts import EmbeddingReferences, TinyCheckpoints, all_contracts, fuzz_scale
 from reliability_fuzz import (
     Expectation,
     FuzzCase,

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import RELIABILITY_PROJECT
+from reliability_contracts import RELIABILITY_PROJECT
 
 from pbkit.server.process import HealthReport, ModelState, StubProcess, find_stub_processes
 from pbkit.server.serve import HealthWatcher, describe_dead_stub
