@@ -101,6 +101,7 @@ class BatchingLoop:
         self.validate = validate
         self._inputs = {t.name: t for t in spec.inputs}
         self._outputs = {t.name: t for t in spec.outputs}
+        self._all_outputs = frozenset(self._outputs)
         self._required = [t.name for t in spec.inputs if not t.optional]
         self._batch_info_param = _batch_info_parameter(predict)
         self._batched = spec.max_batch_size > 0
@@ -236,7 +237,7 @@ class BatchingLoop:
         return gathered
 
     # ----------------------------------------------------------------- outputs
-    def check_outputs(self, returned: Any, total: int, wanted: set[str]) -> dict[str, Any]:
+    def check_outputs(self, returned: Any, total: int, wanted: frozenset[str] | set[str]) -> dict[str, Any]:
         """Validate what ``predict`` returned; raise RequestFailed(INTERNAL) naming the output."""
         spec = self.spec
         if not isinstance(returned, Mapping):
@@ -283,17 +284,20 @@ class BatchingLoop:
             results.append(part)
         return results
 
-    def _wanted(self, members: Sequence[Request]) -> set[str]:
+    def _wanted(self, members: Sequence[Request]) -> frozenset[str] | set[str]:
         wanted: set[str] = set()
         for request in members:
             if request.requested_outputs is None:
-                return set(self._outputs)
+                return self._all_outputs
             wanted.update(request.requested_outputs)
         return wanted
 
     # ----------------------------------------------------------------- running
     def run(self, requests: Sequence[Request]) -> list[Result]:
         """Run non-decoupled ``predict`` over ``requests``; one result per request, in order."""
+        if len(requests) == 1:  # the common case at low load: nothing to group
+            failure = self.check_request(requests[0])
+            return [failure] if failure is not None else self._run_group(requests)
         results: list[Result | None] = [self.check_request(r) for r in requests]
         valid = [i for i, failure in enumerate(results) if failure is None]
         for members in self.group([requests[i] for i in valid]):
@@ -524,26 +528,30 @@ _TORCH_DTYPES = {
 def _check_output(
     model: str, tensor: Any, value: Any, total: int, fits: Callable[[str, Any, tuple[int, ...]], bool]
 ) -> Any:
-    where = f"output '{tensor.name}' of model '{model}'"
     if tensor.dtype is DataType.BYTES:
-        value = to_bytes_array(value, where)
+        value = to_bytes_array(value, f"output '{tensor.name}' of model '{model}'")
         actual = DataType.BYTES
     elif isinstance(value, np.ndarray):
         actual = _triton_type(value.dtype)
     elif hasattr(value, "__dlpack__") and hasattr(value, "dtype"):
         actual = _TORCH_DTYPES.get(str(value.dtype))
     else:
-        raise RequestFailed(INTERNAL, f"{where}: expected an array, got {type(value).__name__}")
+        raise RequestFailed(
+            INTERNAL,
+            f"output '{tensor.name}' of model '{model}': expected an array, got {type(value).__name__}",
+        )
     if actual is not tensor.dtype:
         raise RequestFailed(
             INTERNAL,
-            f"{where}: expected data type {tensor.dtype.value}, got {describe_array_dtype(value)}",
+            f"output '{tensor.name}' of model '{model}': expected data type {tensor.dtype.value}, "
+            f"got {describe_array_dtype(value)}",
         )
     shape = tuple(value.shape)
     if not shape or shape[0] != total or not fits("output", tensor, shape[1:]):
         raise RequestFailed(
             INTERNAL,
-            f"{where}: expected shape {[total, *tensor.dims]} (batch of {total}), got {list(shape)}",
+            f"output '{tensor.name}' of model '{model}': expected shape {[total, *tensor.dims]} "
+            f"(batch of {total}), got {list(shape)}",
         )
     return value
 
