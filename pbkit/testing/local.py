@@ -25,6 +25,7 @@ messages (those of the gRPC client). What it reproduces:
 * dynamic batching: concurrent :meth:`infer` calls and :meth:`infer_many` are grouped into one
   ``execute`` call as Triton's dynamic batcher groups them (``max_batch_size``, preferred sizes,
   ``max_queue_delay_microseconds``); without ``dynamic_batching`` each ``execute`` gets one request;
+  requests sent together to an ensemble reach each step's batcher together;
 * what the Python backend does with ``execute``'s result: wrong type, wrong count, raising (INTERNAL,
   ``Failed to process the request(s) for model '<instance>', message: ...``), error responses (code
   kept), response senders and their rules, decoupled models, ``async def execute``;
@@ -665,8 +666,11 @@ class LocalTriton:
     def _run(self, entry: _Version, pendings: Sequence[PendingRequest], deadline: float | None) -> bool:
         """Have ``execute`` process ``pendings`` (ensembles: run their steps); False on timeout."""
         if entry.kind == "ensemble":
-            for pending in pendings:
-                self._run_ensemble(entry, pending, deadline)
+            if len(pendings) > 1 and not entry.decoupled:
+                self._run_ensemble_together(entry, pendings, deadline)
+            else:
+                for pending in pendings:
+                    self._run_ensemble(entry, pending, deadline)
             return True
         assert entry.scheduler is not None
         entry.scheduler.submit(pendings)
@@ -840,19 +844,8 @@ class LocalTriton:
 
         Each response of a decoupled step runs the steps after it again and yields one ensemble response.
         """
-        assert entry.config is not None
         try:
-            steps = list(entry.config.ensemble_scheduling.step)
-            needed = set(pending.requested)
-            changed = True
-            while changed:
-                changed = False
-                for step in steps:
-                    wants = needed.intersection(step.output_map.values())
-                    if wants and not needed.issuperset(step.input_map.values()):
-                        needed.update(step.input_map.values())
-                        changed = True
-            remaining = [step for step in steps if needed.intersection(step.output_map.values())]
+            remaining = self._ensemble_steps(entry, pending)
             sent = self._ensemble_flow(
                 entry, pending, {t.name(): t for t in pending.inputs}, remaining, deadline
             )
@@ -868,6 +861,99 @@ class LocalTriton:
             pending.fail(exc.code, exc.message)
         finally:
             pending.processed = True
+
+    def _ensemble_steps(self, entry: _Version, pending: PendingRequest) -> list[Any]:
+        """The ensemble's steps that the request's requested outputs need, in config order."""
+        assert entry.config is not None
+        steps = list(entry.config.ensemble_scheduling.step)
+        needed = set(pending.requested)
+        changed = True
+        while changed:
+            changed = False
+            for step in steps:
+                wants = needed.intersection(step.output_map.values())
+                if wants and not needed.issuperset(step.input_map.values()):
+                    needed.update(step.input_map.values())
+                    changed = True
+        return [step for step in steps if needed.intersection(step.output_map.values())]
+
+    def _run_ensemble_together(
+        self, entry: _Version, pendings: Sequence[PendingRequest], deadline: float | None
+    ) -> None:
+        """Run requests sent together through a (non-decoupled) ensemble in lockstep: each round submits
+        every request's next step to that step's model at once, so its dynamic batcher groups them as
+        Triton's would for requests arriving together. Errors and responses are those of
+        :meth:`_run_ensemble`."""
+        flows = []
+        for pending in pendings:
+            try:
+                flows.append(
+                    _EnsembleFlow(
+                        pending, {t.name(): t for t in pending.inputs}, self._ensemble_steps(entry, pending)
+                    )
+                )
+            except RequestError as exc:
+                pending.fail(exc.code, exc.message)
+                pending.processed = True
+        while flows:
+            rounds: dict[tuple[str, int], list[tuple[_EnsembleFlow, Any]]] = {}
+            for flow in list(flows):
+                if not flow.remaining:
+                    self._ensemble_respond(entry, flow.pending, flow.pool)
+                    flow.pending.processed = True
+                    flows.remove(flow)
+                    continue
+                ready = [s for s in flow.remaining if all(src in flow.pool for src in s.input_map.values())]
+                if not ready:
+                    flow.pending.fail(
+                        "INVALID_ARG",
+                        f"in ensemble '{entry.name}', {_request_prefix(flow.pending.request_id)}unexpected "
+                        "deadlock, at least one output is not set while no more ensemble steps can be made",
+                    )
+                    flow.pending.processed = True
+                    flows.remove(flow)
+                    continue
+                step = ready[0]
+                flow.remaining.remove(step)
+                rounds.setdefault((step.model_name, step.model_version), []).append((flow, step))
+            for (model, version), members in rounds.items():
+                results = self._internal_infer_many(
+                    model,
+                    version,
+                    [
+                        (
+                            [
+                                Tensor._wrap(
+                                    name, raw_array(flow.pool[source]), triton_type(flow.pool[source])
+                                )
+                                for name, source in step.input_map.items()
+                            ],
+                            list(step.output_map),
+                            flow.pending,
+                        )
+                        for flow, step in members
+                    ],
+                    deadline,
+                )
+                for (flow, step), result in zip(members, results, strict=True):
+                    if isinstance(result, RequestError):
+                        flow.pending.fail(result.code, f"in ensemble '{entry.name}', {result.message}")
+                        flow.pending.processed = True
+                        flows.remove(flow)
+                        continue
+                    flow.pool.update(
+                        {target: result[name] for name, target in step.output_map.items() if name in result}
+                    )
+
+    def _ensemble_respond(self, entry: _Version, pending: PendingRequest, pool: dict[str, Tensor]) -> None:
+        """Send the ensemble's response: its requested outputs, in the order Triton lists them."""
+        tensors = [
+            Tensor._wrap(name, raw_array(pool[name]), triton_type(pool[name]))
+            for name in unordered_order(entry.io.outputs)
+            if name in pending.requested and name in pool
+        ]
+        flags = 0 if entry.decoupled else TRITONSERVER_RESPONSE_COMPLETE_FINAL
+        pending.emit(Event(response=InferenceResponse(tensors), flags=flags))
 
     def _ensemble_flow(
         self,
@@ -915,13 +1001,7 @@ class LocalTriton:
                     if name in responses[0]
                 }
             )
-        tensors = [
-            Tensor._wrap(name, raw_array(pool[name]), triton_type(pool[name]))
-            for name in unordered_order(entry.io.outputs)
-            if name in pending.requested and name in pool
-        ]
-        flags = 0 if entry.decoupled else TRITONSERVER_RESPONSE_COMPLETE_FINAL
-        pending.emit(Event(response=InferenceResponse(tensors), flags=flags))
+        self._ensemble_respond(entry, pending, pool)
         return 1
 
     def _is_decoupled(self, model: str, version: int) -> bool:
@@ -939,6 +1019,47 @@ class LocalTriton:
     ) -> list[dict[str, Tensor]]:
         """A request from an ensemble step: the outputs of each response (one, unless decoupled)."""
         entry = self._resolve(model, version)
+        pending, box = self._step_request(entry, tensors, requested, parent)
+        if not self._run(entry, [pending], deadline):
+            raise RequestError("UNAVAILABLE", f"Request timeout expired for model '{model}'")
+        return self._step_responses(model, box, deadline)
+
+    def _internal_infer_many(
+        self,
+        model: str,
+        version: int,
+        requests: Sequence[tuple[list[Tensor], list[str], PendingRequest]],
+        deadline: float | None,
+    ) -> list[dict[str, Tensor] | RequestError]:
+        """Ensemble-step requests ``(tensors, requested, parent)`` submitted to ``model`` at once (so they
+        can share a batch); for each, the outputs of its one response or its error."""
+        results: list[dict[str, Tensor] | RequestError] = []
+        try:
+            entry = self._resolve(model, version)
+        except RequestError as exc:
+            return [exc] * len(requests)
+        submitted: list[tuple[int, PendingRequest, queue.SimpleQueue[Event]]] = []
+        for index, (tensors, requested, parent) in enumerate(requests):
+            try:
+                pending, box = self._step_request(entry, tensors, requested, parent)
+            except RequestError as exc:
+                results.append(exc)
+                continue
+            results.append({})
+            submitted.append((index, pending, box))
+        if submitted and not self._run(entry, [pending for _, pending, _ in submitted], deadline):
+            timeout = RequestError("UNAVAILABLE", f"Request timeout expired for model '{model}'")
+            return [timeout if not isinstance(r, RequestError) else r for r in results]
+        for index, _, box in submitted:
+            try:
+                (results[index],) = self._step_responses(model, box, deadline)
+            except RequestError as exc:
+                results[index] = exc
+        return results
+
+    def _step_request(
+        self, entry: _Version, tensors: list[Tensor], requested: list[str], parent: PendingRequest
+    ) -> tuple[PendingRequest, queue.SimpleQueue[Event]]:
         box: queue.SimpleQueue[Event] = queue.SimpleQueue()
         pending = self._pending(
             entry,
@@ -950,8 +1071,12 @@ class LocalTriton:
             correlation_id=parent.correlation_id,
             flags=parent.flags,
         )
-        if not self._run(entry, [pending], deadline):
-            raise RequestError("UNAVAILABLE", f"Request timeout expired for model '{model}'")
+        return pending, box
+
+    def _step_responses(
+        self, model: str, box: queue.SimpleQueue[Event], deadline: float | None
+    ) -> list[dict[str, Tensor]]:
+        """The outputs of each response ``model`` sends for one step request, until its final one."""
         responses: list[dict[str, Tensor]] = []
         while True:
             remaining = None if deadline is None else max(deadline - time.monotonic(), 0.0)
@@ -1063,6 +1188,15 @@ _ABANDONED = (
     "the model returned None for this request without sending a response through its response sender; "
     "a real server never answers it"
 )
+
+
+@dataclass
+class _EnsembleFlow:
+    """One request on its way through an ensemble: the tensors so far and the steps still to run."""
+
+    pending: PendingRequest
+    pool: dict[str, Tensor]
+    remaining: list[Any]
 
 
 class _AllOutputs(frozenset):  # type: ignore[type-arg]

@@ -127,3 +127,90 @@ def test_example_batching_model_counts_its_requests() -> None:
     with LocalTriton(EXAMPLES, models=["add_sub_batched"]) as local:
         results = local.infer_many("add_sub_batched", [inputs] * 3)
     assert [r["BATCH_REQUESTS"].tolist() for r in results] == [[[3]]] * 3
+
+
+STEP_CODE = """
+    import numpy as np
+    import triton_python_backend_utils as pb_utils
+
+
+    class TritonPythonModel:
+        def execute(self, requests):
+            responses = []
+            for request in requests:
+                x = pb_utils.get_input_tensor_by_name(request, "X").as_numpy()
+                if (x < 0).any():
+                    responses.append(pb_utils.InferenceResponse(error=pb_utils.TritonError(f"negative: {x.ravel()}")))
+                    continue
+                count = np.full((len(x), 1), len(requests), np.int32)
+                responses.append(pb_utils.InferenceResponse([pb_utils.Tensor("Y", x + 1), pb_utils.Tensor("N", count)]))
+            return responses
+"""
+
+
+def ensemble_of_two_batching_steps(model: ModelWriter) -> None:
+    for name in ("first", "second"):
+        model(
+            name,
+            f"""
+            name: "{name}"
+            backend: "python"
+            max_batch_size: 8
+            input [ {{ name: "X" data_type: TYPE_FP32 dims: [ 1 ] }} ]
+            output [ {{ name: "Y" data_type: TYPE_FP32 dims: [ 1 ] }}, {{ name: "N" data_type: TYPE_INT32 dims: [ 1 ] }} ]
+            dynamic_batching {{ }}
+            """,
+            STEP_CODE,
+        )
+    model(
+        "pipe",
+        """
+        name: "pipe"
+        platform: "ensemble"
+        max_batch_size: 8
+        input [ { name: "X" data_type: TYPE_FP32 dims: [ 1 ] } ]
+        output [
+          { name: "Y" data_type: TYPE_FP32 dims: [ 1 ] },
+          { name: "N_FIRST" data_type: TYPE_INT32 dims: [ 1 ] },
+          { name: "N_SECOND" data_type: TYPE_INT32 dims: [ 1 ] }
+        ]
+        ensemble_scheduling { step [
+          { model_name: "first" model_version: -1 input_map { key: "X" value: "X" }
+            output_map { key: "Y" value: "mid" } output_map { key: "N" value: "N_FIRST" } },
+          { model_name: "second" model_version: -1 input_map { key: "X" value: "mid" }
+            output_map { key: "Y" value: "Y" } output_map { key: "N" value: "N_SECOND" } }
+        ] }
+        """,
+        None,
+    )
+
+
+def test_infer_many_on_an_ensemble_batches_each_step(repo: Path, model: ModelWriter) -> None:
+    """Requests sent together through an ensemble reach each step's dynamic batcher together."""
+    ensemble_of_two_batching_steps(model)
+    with LocalTriton(repo) as local:
+        results = local.infer_many("pipe", rows(5))
+        assert [r["Y"][0, 0] for r in results] == [2, 3, 4, 5, 6]
+        assert [r["N_FIRST"][0, 0] for r in results] == [5] * 5
+        assert [r["N_SECOND"][0, 0] for r in results] == [5] * 5
+        assert local.batch_sizes("first") == [5] and local.batch_sizes("second") == [5]
+
+
+def test_a_failing_step_fails_only_its_request_in_a_batched_ensemble(repo: Path, model: ModelWriter) -> None:
+    ensemble_of_two_batching_steps(model)
+    with LocalTriton(repo) as local:
+        alone = None
+        try:
+            local.infer("pipe", {"X": np.full((1, 1), -1, np.float32)})
+        except InferError as exc:
+            alone = exc
+        assert alone is not None
+        requests = [*rows(3), {"X": np.full((1, 1), -1, np.float32)}, {"X": np.ones((1, 2), np.float32)}]
+        results = local.infer_many("pipe", requests, return_exceptions=True)
+        assert [r["Y"][0, 0] for r in results[:3]] == [2, 3, 4]
+        # the same error as when sent alone: the step's message, inside the ensemble's
+        assert isinstance(results[3], InferError)
+        assert (results[3].code, results[3].message) == (alone.code, alone.message)
+        assert "in ensemble 'pipe'" in alone.message and "negative" in alone.message
+        assert isinstance(results[4], InferError) and results[4].code == "INVALID_ARG"
+        assert local.batch_sizes("first") == [1, 4] and local.batch_sizes("second") == [3]
