@@ -198,14 +198,18 @@ class _Runner:
 
     async def level(self, concurrency: int) -> LevelResult:
         options = self.options
+        key = options.model if options.version in ("", "1") else f"{options.model}:{options.version}"
+        start = await _statistics(self.transport)
         warmup = await self.phase(
             concurrency, options.warmup_requests, options.warmup_seconds, f"warm-up  c={concurrency}"
         )
-        before = await _statistics(self.transport)
+        # The server counts a request only after its response went out, so a client can see its last
+        # answers before the server has counted them: wait for the count before each snapshot.
+        before = await _statistics_counting(self.transport, key, start, warmup.answered)
         measured = await self.phase(
             concurrency, options.requests, options.duration, f"measure  c={concurrency}"
         )
-        after = await _settled_statistics(self.transport)
+        after = await _statistics_counting(self.transport, key, before, measured.answered)
         duration = max(measured.last_answer - measured.started, 0.0)
         server: dict[str, Any] = {}
         for name, stats in after.items():
@@ -233,6 +237,24 @@ async def _statistics(transport: Transport) -> dict[str, ModelStats]:
         return await transport.statistics()
     except Exception:
         return {}
+
+
+async def _statistics_counting(
+    transport: Transport, key: str, earlier: Mapping[str, ModelStats], answered: int, timeout: float = 5.0
+) -> dict[str, ModelStats]:
+    """Statistics once the server has counted the ``answered`` requests of model ``key`` made since
+    ``earlier`` (or ``timeout`` passed), and the counts of every model have stopped changing."""
+    deadline = time.monotonic() + timeout
+    while True:
+        current = await _statistics(transport)
+        stats = current.get(key)
+        if stats is None:  # the server keeps no statistics for it: settling is all there is
+            break
+        done = stats.minus(earlier.get(key, ModelStats()))
+        if done.success_count + done.fail_count >= answered or time.monotonic() >= deadline:
+            break
+        await asyncio.sleep(0.02)
+    return await _settled_statistics(transport)
 
 
 async def _settled_statistics(transport: Transport, attempts: int = 10) -> dict[str, ModelStats]:
