@@ -446,6 +446,8 @@ def _reproducing() -> list[str]:
         "python bench/run.py            # about 10 minutes; rewrites this page, its plots and results.json",
         "python bench/run.py --quick    # the same steps with short windows",
         "python bench/report.py         # this page again from docs/benchmarks/results.json",
+        "python bench/profile_runtime.py -c 1,8,32 -d 8   # execute CPU per request inside each stub (needs py-spy)",
+        "python bench/runtime_microbench.py              # the Python of execute alone, warm and in-process",
         "```",
         "",
         "Single measurements use the load generator directly, against any running server:",
