@@ -7,11 +7,12 @@ checkpoint the served models load by default (all-MiniLM-L6-v2 from gt-all-minil
 from __future__ import annotations
 
 from pathlib import Path
-from types import SimpleNamespace
 
 import numpy as np
 import pytest
 from embedding_support import SENTENCES, import_project
+
+from pbkit.testing import ProjectModules
 
 
 @pytest.fixture(scope="session")
@@ -34,6 +35,6 @@ def reference(checkpoint: Path) -> np.ndarray:
 
 
 @pytest.fixture(scope="session")
-def project() -> SimpleNamespace:
+def project() -> ProjectModules:
     """The modules of models/ensemble_embedding (``project.tokenizer``, ``project.pooling`` ...)."""
     return import_project()

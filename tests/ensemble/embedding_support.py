@@ -3,18 +3,16 @@
 from __future__ import annotations
 
 import concurrent.futures
-import importlib
 import os
 import socket
-import sys
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Sequence
+from contextlib import AbstractContextManager
 from pathlib import Path
-from types import SimpleNamespace
 
 import numpy as np
 
 import pbkit
+from pbkit.testing import ProjectModules
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
@@ -76,21 +74,9 @@ SENTENCES: tuple[str, ...] = (
 )
 
 
-def import_project() -> SimpleNamespace:
-    """Import the project's modules under their own names (as Triton does), then forget them.
-
-    They import each other by top-level name (``from common import ...``); other projects
-    have modules with the same names, so they are removed from ``sys.modules`` afterwards.
-    """
-    saved = {name: sys.modules.pop(name) for name in PROJECT_MODULES if name in sys.modules}
-    sys.path.insert(0, str(PROJECT))
-    try:
-        return SimpleNamespace(**{name: importlib.import_module(name) for name in PROJECT_MODULES})
-    finally:
-        sys.path.remove(str(PROJECT))
-        for name in PROJECT_MODULES:
-            sys.modules.pop(name, None)
-        sys.modules.update(saved)
+def import_project() -> ProjectModules:
+    """The project's modules, imported under their own names as Triton does (see ``ProjectModules``)."""
+    return ProjectModules(PROJECT, PROJECT_MODULES)
 
 
 def text_tensor(sentence: str) -> np.ndarray:
@@ -125,19 +111,9 @@ def free_port() -> int:
         return int(probe.getsockname()[1])
 
 
-@contextmanager
-def project_importable(project: SimpleNamespace) -> Iterator[None]:
+def project_importable(project: ProjectModules) -> AbstractContextManager[None]:
     """Let code that imports project modules lazily (``setup``) find them, as inside Triton."""
-    saved = {name: sys.modules.pop(name) for name in PROJECT_MODULES if name in sys.modules}
-    sys.modules.update(vars(project))
-    sys.path.insert(0, str(PROJECT))
-    try:
-        yield
-    finally:
-        sys.path.remove(str(PROJECT))
-        for name in PROJECT_MODULES:
-            sys.modules.pop(name, None)
-        sys.modules.update(saved)
+    return project.importable()
 
 
 def context(name: str, **parameters: str) -> pbkit.SetupContext:

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import shutil
 from pathlib import Path
-from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -26,12 +25,13 @@ from embedding_support import (
 from pbkit.build import build
 from pbkit.config.check import check_repository
 from pbkit.config.parse import parse_config
+from pbkit.testing import ProjectModules
 
 pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(scope="module")
-def exported(project: SimpleNamespace, tmp_path_factory: pytest.TempPathFactory) -> Path:
+def exported(project: ProjectModules, tmp_path_factory: pytest.TempPathFactory) -> Path:
     path = tmp_path_factory.mktemp("onnx") / "model.onnx"
     with project_importable(project):
         report = project.export_onnx.export(output=path)
@@ -41,7 +41,7 @@ def exported(project: SimpleNamespace, tmp_path_factory: pytest.TempPathFactory)
 
 
 def test_exported_encoder_in_the_pipeline_matches_sentence_transformers(
-    exported: Path, project: SimpleNamespace, reference: np.ndarray
+    exported: Path, project: ProjectModules, reference: np.ndarray
 ) -> None:
     import onnxruntime
 

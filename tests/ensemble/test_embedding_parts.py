@@ -6,7 +6,6 @@ import shutil
 import subprocess
 import sys
 from pathlib import Path
-from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -16,17 +15,18 @@ import pbkit
 from pbkit.build import BuildError, build
 from pbkit.config.check import check_repository
 from pbkit.config.parse import parse_config
+from pbkit.testing import ProjectModules
 
 
 @pytest.fixture(scope="module")
-def tokenizer(project: SimpleNamespace) -> object:
+def tokenizer(project: ProjectModules) -> object:
     model = project.tokenizer.Tokenizer()
     model.setup(context("embedding_tokenizer", checkpoint="", max_length=""))
     return model
 
 
 @pytest.fixture(scope="module")
-def encoder(project: SimpleNamespace) -> object:
+def encoder(project: ProjectModules) -> object:
     model = project.encoder.encoder.python_model_class()()
     with project_importable(project):
         model.setup(context("embedding_encoder", checkpoint=""))
@@ -134,7 +134,7 @@ def test_tokenizer_pads_every_sentence_to_the_checkpoint_length(tokenizer: objec
     assert lengths[SENTENCES.index("")] == 2  # [CLS] [SEP]
 
 
-def test_tokenizer_max_length_parameter(project: SimpleNamespace) -> None:
+def test_tokenizer_max_length_parameter(project: ProjectModules) -> None:
     model = project.tokenizer.Tokenizer()
     model.setup(context("embedding_tokenizer", checkpoint="", max_length="32"))
     out = model.predict(TEXT=texts(["short", "x " * 100]))
@@ -142,7 +142,7 @@ def test_tokenizer_max_length_parameter(project: SimpleNamespace) -> None:
     assert out["attention_mask"].sum(axis=1).tolist() == [3, 32]
 
 
-def test_tokenizer_checkpoint_parameter(project: SimpleNamespace, checkpoint: Path, tmp_path: Path) -> None:
+def test_tokenizer_checkpoint_parameter(project: ProjectModules, checkpoint: Path, tmp_path: Path) -> None:
     model = project.tokenizer.Tokenizer()
     model.setup(context("embedding_tokenizer", checkpoint=str(checkpoint), max_length=""))
     assert model.max_length == 256
@@ -174,14 +174,14 @@ def test_encoder_trims_to_the_longest_sentence_without_changing_results(
         )
 
 
-def test_encoder_rejects_a_checkpoint_of_another_width(project: SimpleNamespace, checkpoint: Path) -> None:
+def test_encoder_rejects_a_checkpoint_of_another_width(project: ProjectModules, checkpoint: Path) -> None:
     with pytest.raises(
         ValueError, match="hidden size 384, but the models are declared with EMBEDDING_DIM = 768"
     ):
         project.network.load_encoder(checkpoint, hidden_size=768)
 
 
-def test_pooling_is_masked_mean_then_unit_length(project: SimpleNamespace) -> None:
+def test_pooling_is_masked_mean_then_unit_length(project: ProjectModules) -> None:
     rng = np.random.default_rng(0)
     hidden = rng.normal(size=(3, 5, 384)).astype(np.float32)
     mask = np.zeros((3, 8), dtype=np.int64)
@@ -200,7 +200,7 @@ def test_pooling_is_masked_mean_then_unit_length(project: SimpleNamespace) -> No
 
 
 def test_the_three_steps_in_process_match_sentence_transformers(
-    tokenizer: object, encoder: object, project: SimpleNamespace, reference: np.ndarray
+    tokenizer: object, encoder: object, project: ProjectModules, reference: np.ndarray
 ) -> None:
     tokens = tokenizer.predict(TEXT=texts(SENTENCES))
     hidden = encoder.predict(**tokens)["last_hidden_state"]
@@ -211,7 +211,7 @@ def test_the_three_steps_in_process_match_sentence_transformers(
 
 
 # ----------------------------------------------------------------------------- client script
-def test_cosine_similarity(project: SimpleNamespace) -> None:
+def test_cosine_similarity(project: ProjectModules) -> None:
     cosine = project.query.cosine_similarity
     assert cosine(np.array([1.0, 0.0]), np.array([2.0, 0.0])) == pytest.approx(1.0)
     assert cosine(np.array([1.0, 0.0]), np.array([0.0, 3.0])) == pytest.approx(0.0)
@@ -219,7 +219,7 @@ def test_cosine_similarity(project: SimpleNamespace) -> None:
 
 
 def test_query_reports_an_unreachable_server(
-    project: SimpleNamespace, capsys: pytest.CaptureFixture[str]
+    project: ProjectModules, capsys: pytest.CaptureFixture[str]
 ) -> None:
     from embedding_support import free_port
 

@@ -1,18 +1,14 @@
 """The stable_diffusion example modules, imported the way Triton sees them: as top-level sibling modules.
 
-They are loaded with ``models/stable_diffusion`` first on ``sys.path``, then their generic top-level names
-(``networks``, ``pipeline`` ...) are removed from ``sys.modules`` again, so other examples with modules of the
-same names can be imported in the same test session. The loaded modules keep references to each other.
+They are loaded by :class:`pbkit.testing.ProjectModules`, so other examples with modules of the same names
+(``networks``, ``pipeline`` ...) can be imported in the same test session.
 """
 
 from __future__ import annotations
 
-import importlib
-import sys
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
-from types import ModuleType
+
+from pbkit.testing import ProjectModules
 
 MODEL_DIR = Path(__file__).resolve().parents[2] / "models" / "stable_diffusion"
 MODULE_NAMES = (
@@ -27,39 +23,14 @@ MODULE_NAMES = (
 )
 
 
-@contextmanager
-def project_importable() -> Iterator[None]:
-    """Let code that imports the project's modules lazily (inside functions) find them, as inside Triton;
-    the modules it imports are forgotten afterwards."""
-    saved = {name: sys.modules.pop(name) for name in MODULE_NAMES if name in sys.modules}
-    sys.path.insert(0, str(MODEL_DIR))
-    try:
-        yield
-    finally:
-        sys.path.remove(str(MODEL_DIR))
-        for name in MODULE_NAMES:
-            sys.modules.pop(name, None)
-        sys.modules.update(saved)
-
-
-def _load() -> dict[str, ModuleType]:
-    saved = {name: sys.modules.pop(name) for name in MODULE_NAMES if name in sys.modules}
-    sys.path.insert(0, str(MODEL_DIR))
-    try:
-        return {name: importlib.import_module(name) for name in MODULE_NAMES}
-    finally:
-        sys.path.remove(str(MODEL_DIR))
-        for name in MODULE_NAMES:
-            sys.modules.pop(name, None)
-        sys.modules.update(saved)
-
-
-_MODULES = _load()
-clip_vocab = _MODULES["clip_vocab"]
-tiny_checkpoint = _MODULES["tiny_checkpoint"]
-networks = _MODULES["networks"]
-pipeline = _MODULES["pipeline"]
-sd_submodels = _MODULES["sd_submodels"]
-text_to_image = _MODULES["text_to_image"]
-export_variants = _MODULES["export_variants"]
-sd_client = _MODULES["sd_client"]
+SD = ProjectModules(MODEL_DIR, MODULE_NAMES)
+#: Let code that imports the project's modules lazily (inside functions) find them, as inside Triton.
+project_importable = SD.importable
+clip_vocab = SD["clip_vocab"]
+tiny_checkpoint = SD["tiny_checkpoint"]
+networks = SD["networks"]
+pipeline = SD["pipeline"]
+sd_submodels = SD["sd_submodels"]
+text_to_image = SD["text_to_image"]
+export_variants = SD["export_variants"]
+sd_client = SD["sd_client"]
