@@ -81,7 +81,7 @@ from .fake.engine import (
     format_exception,
 )
 from .fake.errors import TritonModelException
-from .fake.isolation import ModelNamespace, import_model_module
+from .fake.isolation import ModelNamespace, import_model_module, install_finder
 from .fake.messages import (
     TRITONSERVER_RESPONSE_COMPLETE_FINAL,
     InferenceRequest,
@@ -195,6 +195,7 @@ class LocalTriton:
         self._models: dict[str, _Model] = {}
         self._lock = threading.RLock()
         self._closed = False
+        install_finder()
         names = sorted(
             {p.name for p in self.repository.iterdir() if p.is_dir() and not p.name.startswith(".")}
             | set(self._stubs)
@@ -408,6 +409,7 @@ class LocalTriton:
             if complete is None:
                 return
             ctx = self._instance_context(entry, entry.name)
+            ctx.namespace = namespace
             namespace.activate()
             with context.running(ctx):
                 result = complete(fake_pb_utils.ModelConfig(repository.config_json(entry.config)))
@@ -425,6 +427,7 @@ class LocalTriton:
     ) -> Instance:
         model_class, namespace = self._import_model(entry, filename, instance_name)
         ctx = self._instance_context(entry, instance_name)
+        ctx.namespace = namespace
         with context.running(ctx):
             namespace.activate()
             model_object = model_class()

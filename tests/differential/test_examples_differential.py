@@ -350,6 +350,7 @@ SCENARIOS = [
     Scenario("BLS: model that failed to load", bls("broken")),
     # ---------------------------------------------------------------- ensembles
     Scenario("ensemble", lambda c: c.infer("ensemble_add_scale", add_sub())),
+    Scenario("siblings imported late", lambda c: c.infer("lazy_siblings", {"X": np.array([1], np.int32)})),
     Scenario(
         "ensemble without a version folder",
         lambda c: c.infer("ensemble_unversioned", add_sub()),

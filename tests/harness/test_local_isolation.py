@@ -199,3 +199,62 @@ def test_pbkit_built_models_reuse_the_running_pbkit(tmp_path: Path) -> None:
         out = local.infer("scale", {"A": np.ones((2, 3), np.float32)}, outputs=["SCALED"])
         assert out["SCALED"].shape == (2, 3)
     assert sys.modules["pbkit.runtime"] is pbkit.runtime
+
+
+LAZY_MODEL = """
+    import importlib
+    import os
+    import sys
+
+    import numpy as np
+    import triton_python_backend_utils as pb_utils
+
+    # Like a generated pbkit model.py: its folder first on sys.path, then an ordinary import.
+    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+    entry = importlib.import_module("entry")
+
+
+    class TritonPythonModel:
+        def initialize(self, args):
+            self.found = entry.setup()  # imports a sibling only now, with the ordinary import machinery
+
+        def execute(self, requests):
+            who = [self.found, entry.later()]
+            return [pb_utils.InferenceResponse([pb_utils.Tensor("WHO", np.array(who, dtype=object))]) for _ in requests]
+"""
+
+LAZY_ENTRY = """
+    import importlib
+
+
+    def setup():
+        import network  # not imported until initialize
+
+        return network.WHO
+
+
+    def later():
+        return importlib.import_module("late").WHO
+"""
+
+
+def test_siblings_imported_late_by_ordinarily_imported_modules(repo: Path, model: ModelWriter) -> None:
+    """A module loaded by ``importlib.import_module`` at import time imports its siblings later (in
+    ``initialize`` and ``execute``), as in the stub, where the model's folder stays on ``sys.path``."""
+    for name in ("first", "second"):
+        model(
+            name,
+            CONFIG.format(name=name, extra=""),
+            LAZY_MODEL,
+            files={
+                "1/entry.py": LAZY_ENTRY,
+                "1/network.py": f"WHO = 'network of {name}'\n",
+                "1/late.py": f"WHO = 'late of {name}'\n",
+            },
+        )
+    modules_before = set(sys.modules)
+    with LocalTriton(repo) as local:
+        assert {s.name: s.reason for s in local.model_states() if not s.ready} == {}
+        assert who(local, "first") == ["network of first", "late of first"]
+        assert who(local, "second") == ["network of second", "late of second"]
+    assert not {"entry", "network", "late"} & (set(sys.modules) - modules_before)

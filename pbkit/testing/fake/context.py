@@ -64,6 +64,8 @@ class InstanceContext:
         self.initialized = False
         #: True from the start of ``finalize``, as the stub's ``IsFinalizing()``.
         self.finalizing = False
+        #: The instance's private modules and search path (a ``ModelNamespace``), if it has its own.
+        self.namespace: Any = None
 
     def __repr__(self) -> str:
         return f"<instance {self.instance_name}>"

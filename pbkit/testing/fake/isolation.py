@@ -14,12 +14,17 @@ a ``utils.py`` each would collide, so every model instance gets a :class:`ModelN
 * private modules are also put in ``sys.modules`` under their real names while that model's code
   runs (:meth:`ModelNamespace.activate`), so ``inspect``, ``dataclasses``, ``typing.get_type_hints``
   and ``importlib.import_module`` find them; ``sys.path`` changes made while a model is imported
-  are taken back afterwards and kept as that model's own search path.
+  are taken back afterwards and kept as that model's own search path;
+* a module of the model's folders not imported yet is still found later, from code that runs for
+  the model (``setup`` doing ``import network`` in a module that was imported the ordinary way, or
+  ``importlib.import_module``): a finder at the end of ``sys.meta_path`` looks in the folders of the
+  instance the calling code runs for, as the stub's ``sys.path`` would.
 """
 
 from __future__ import annotations
 
 import builtins
+import importlib.abc
 import importlib.machinery
 import importlib.util
 import os
@@ -37,6 +42,8 @@ _original_import = builtins.__import__
 _private_modules: weakref.WeakSet[ModuleType] = weakref.WeakSet()
 #: Serializes imports of model code and edits of ``sys.path``/``sys.modules``.
 import_lock = threading.RLock()
+#: The namespace whose modules ``sys.modules`` shows (the one activated last).
+_shown: ModelNamespace | None = None
 
 
 def _is_private(module: Any) -> bool:
@@ -221,6 +228,7 @@ class ModelNamespace:
         modules imported the ordinary way from its folders (``importlib.import_module``) become private.
         """
         with import_lock:
+            self.activate()
             saved_path = list(sys.path)
             saved_modules = set(sys.modules)
             sys.path.extend(p for p in self.back_paths if p not in sys.path)
@@ -248,8 +256,16 @@ class ModelNamespace:
                 _private_modules.add(module)
 
     def activate(self) -> None:
-        """Make this model's modules the ones ``sys.modules`` shows under their names."""
+        """Make this model's modules the ones ``sys.modules`` shows under their names, and take out those
+        of the model that ran before, so an ordinary import finds this model's sibling, not that one's."""
+        global _shown
         modules = sys.modules
+        previous = _shown
+        if previous is not None and previous is not self:
+            for name, module in list(previous.modules.items()):
+                if name not in self.modules and modules.get(name) is module:
+                    del modules[name]
+        _shown = self
         for name, module in self.modules.items():
             current = modules.get(name)
             if current is not module and (current is None or _is_private(current)):
@@ -257,11 +273,54 @@ class ModelNamespace:
 
     def discard(self) -> None:
         """Remove this model's modules from ``sys.modules``."""
+        global _shown
         with import_lock:
+            if _shown is self:
+                _shown = None
             for name, module in self.modules.items():
                 if sys.modules.get(name) is module:
                     del sys.modules[name]
             self.modules.clear()
+
+
+class _NamespaceLoader(importlib.abc.Loader):
+    """Loads a top-level module privately into the namespace that found it."""
+
+    def __init__(self, namespace: ModelNamespace) -> None:
+        self.namespace = namespace
+
+    def create_module(self, spec: importlib.machinery.ModuleSpec) -> ModuleType:
+        return self.namespace.load(spec.name)
+
+    def exec_module(self, module: ModuleType) -> None:
+        """Nothing left to do: :meth:`ModelNamespace.load` ran the module."""
+
+
+class _RunningModelFinder(importlib.abc.MetaPathFinder):
+    """Finds top-level modules in the folders of the model instance the calling code runs for."""
+
+    def find_spec(
+        self, fullname: str, path: Any = None, target: ModuleType | None = None
+    ) -> importlib.machinery.ModuleSpec | None:
+        if path is not None or "." in fullname:
+            return None
+        from .context import current_instance
+
+        instance = current_instance()
+        namespace = getattr(instance, "namespace", None)
+        if not isinstance(namespace, ModelNamespace) or namespace._find_top(fullname) is None:
+            return None
+        return importlib.machinery.ModuleSpec(fullname, _NamespaceLoader(namespace))
+
+
+_finder = _RunningModelFinder()
+
+
+def install_finder() -> None:
+    """Put the running-model finder at the end of ``sys.meta_path`` (once)."""
+    with import_lock:
+        if _finder not in sys.meta_path:
+            sys.meta_path.append(_finder)
 
 
 def import_model_module(namespace: ModelNamespace, version: str, filename: str) -> ModuleType:
