@@ -56,10 +56,15 @@ def test_concurrent_requests_match_sentence_transformers_and_are_batched(
     )
 
 
-def test_infer_many_gives_the_same_embeddings(local: Any, reference: np.ndarray) -> None:
+def test_infer_many_gives_the_same_embeddings_in_one_batch_per_step(
+    local: Any, reference: np.ndarray
+) -> None:
+    before = {model: len(local.batch_sizes(model)) for model in STEP_MODELS}
     results = local.infer_many("embedding", [{"TEXT": text_tensor(s)} for s in SENTENCES[:16]])
     got = np.concatenate([r["EMBEDDING"] for r in results])
     np.testing.assert_allclose(got, reference[:16], atol=1e-5, rtol=0)
+    for model in STEP_MODELS:  # sent together, the requests reach each step's batcher together
+        assert local.batch_sizes(model)[before[model] :] == [16], model
 
 
 def test_text_that_is_not_utf8_is_an_invalid_argument(local: Any) -> None:
