@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import abc
 import inspect
 import re
 import sys
@@ -17,7 +18,7 @@ T = TypeVar("T", bound=type)
 SPEC_ATTRIBUTE = "__pbkit_spec__"
 
 
-class BatchInfo:
+class BatchInfo(abc.ABC):
     """Annotate a ``predict`` parameter with it to receive per-request metadata of the batch.
 
     The runtime passes a :class:`pbkit.runtime.batching.RequestBatch` for that parameter::
@@ -31,22 +32,22 @@ class BatchInfo:
     batch_sizes: list[int]
 
     @property
+    @abc.abstractmethod
     def parameters(self) -> list[Mapping[str, Any]]:
         """The request parameters of each request, in batch order."""
-        raise NotImplementedError
 
     @property
+    @abc.abstractmethod
     def request_ids(self) -> list[str]:
         """The id of each request (``""`` where the client gave none), in batch order."""
-        raise NotImplementedError
 
+    @abc.abstractmethod
     def row_parameters(self) -> list[Mapping[str, Any]]:
         """The parameters of the request each row came from, one entry per row."""
-        raise NotImplementedError
 
+    @abc.abstractmethod
     def __len__(self) -> int:
         """The number of requests."""
-        raise NotImplementedError
 
 
 def model(
