@@ -101,7 +101,8 @@ class BatchingLoop:
         self.validate = validate
         self._inputs = {t.name: t for t in spec.inputs}
         self._outputs = {t.name: t for t in spec.outputs}
-        self._all_outputs = frozenset(self._outputs)
+        #: The names of every declared output.
+        self.all_outputs = frozenset(self._outputs)
         self._required = [t.name for t in spec.inputs if not t.optional]
         self._batch_info_param = _batch_info_parameter(predict)
         self._batched = spec.max_batch_size > 0
@@ -288,7 +289,7 @@ class BatchingLoop:
         wanted: set[str] = set()
         for request in members:
             if request.requested_outputs is None:
-                return self._all_outputs
+                return self.all_outputs
             wanted.update(request.requested_outputs)
         return wanted
 

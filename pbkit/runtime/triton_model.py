@@ -40,7 +40,6 @@ class PbkitModel:
             setup(self.context)
         self.loop = BatchingLoop(spec, self.model.predict, getattr(self.model, "validate", None))
         self._decoupled = spec.decoupled
-        self._output_names = frozenset(t.name for t in spec.outputs)
         codes = self._pb.TritonError
         self._codes = {name: getattr(codes, name) for name in ("INVALID_ARG", "INTERNAL", "UNAVAILABLE")}
 
@@ -129,7 +128,7 @@ class PbkitModel:
         inputs = {tensor.name(): tensor.as_numpy() for tensor in request.inputs()}
         # Triton lists every output when the client names none: treat "all of them" as no filter.
         requested = request.requested_output_names()
-        if requested and len(requested) == len(self._output_names) and set(requested) == self._output_names:
+        if requested and set(requested) == self.loop.all_outputs:
             requested = None
         return Request(
             inputs=inputs,
