@@ -855,11 +855,7 @@ class LocalTriton:
             if entry.decoupled:
                 pending.emit(Event(flags=TRITONSERVER_RESPONSE_COMPLETE_FINAL))
             elif not sent:
-                raise RequestError(
-                    "INVALID_ARG",
-                    f"in ensemble '{entry.name}', {_request_prefix(pending.request_id)}unexpected deadlock, at "
-                    "least one output is not set while no more ensemble steps can be made",
-                )
+                raise _ensemble_deadlock(entry.name, pending)
         except RequestError as exc:
             pending.fail(exc.code, exc.message)
         finally:
@@ -906,17 +902,13 @@ class LocalTriton:
                     flow.pending.processed = True
                     flows.remove(flow)
                     continue
-                ready = [s for s in flow.remaining if all(src in flow.pool for src in s.input_map.values())]
-                if not ready:
-                    flow.pending.fail(
-                        "INVALID_ARG",
-                        f"in ensemble '{entry.name}', {_request_prefix(flow.pending.request_id)}unexpected "
-                        "deadlock, at least one output is not set while no more ensemble steps can be made",
-                    )
+                step = _next_step(flow.remaining, flow.pool)
+                if step is None:
+                    deadlock = _ensemble_deadlock(entry.name, flow.pending)
+                    flow.pending.fail(deadlock.code, deadlock.message)
                     flow.pending.processed = True
                     flows.remove(flow)
                     continue
-                step = ready[0]
                 flow.remaining.remove(step)
                 rounds.setdefault((step.model_name, step.model_version), []).append((flow, step))
             for (model, version), members in rounds.items():
@@ -924,23 +916,15 @@ class LocalTriton:
                     model,
                     version,
                     [
-                        (
-                            [
-                                Tensor._wrap(
-                                    name, raw_array(flow.pool[source]), triton_type(flow.pool[source])
-                                )
-                                for name, source in step.input_map.items()
-                            ],
-                            list(step.output_map),
-                            flow.pending,
-                        )
+                        (_step_inputs(step, flow.pool), list(step.output_map), flow.pending)
                         for flow, step in members
                     ],
                     deadline,
                 )
                 for (flow, step), result in zip(members, results, strict=True):
                     if isinstance(result, RequestError):
-                        flow.pending.fail(result.code, f"in ensemble '{entry.name}', {result.message}")
+                        failure = _in_ensemble(entry.name, result)
+                        flow.pending.fail(failure.code, failure.message)
                         flow.pending.processed = True
                         flows.remove(flow)
                         continue
@@ -969,25 +953,21 @@ class LocalTriton:
         """Run ``steps`` on the tensors in ``pool``; returns how many ensemble responses were sent."""
         remaining = list(steps)
         while remaining:
-            ready = [step for step in remaining if all(source in pool for source in step.input_map.values())]
-            if not ready:
-                raise RequestError(
-                    "INVALID_ARG",
-                    f"in ensemble '{entry.name}', {_request_prefix(pending.request_id)}unexpected deadlock, at "
-                    "least one output is not set while no more ensemble steps can be made",
-                )
-            step = ready[0]
+            step = _next_step(remaining, pool)
+            if step is None:
+                raise _ensemble_deadlock(entry.name, pending)
             remaining.remove(step)
-            step_inputs = [
-                Tensor._wrap(name, raw_array(pool[source]), triton_type(pool[source]))
-                for name, source in step.input_map.items()
-            ]
             try:
                 responses = self._internal_infer(
-                    step.model_name, step.model_version, step_inputs, list(step.output_map), pending, deadline
+                    step.model_name,
+                    step.model_version,
+                    _step_inputs(step, pool),
+                    list(step.output_map),
+                    pending,
+                    deadline,
                 )
             except RequestError as exc:
-                raise RequestError(exc.code, f"in ensemble '{entry.name}', {exc.message}") from None
+                raise _in_ensemble(entry.name, exc) from None
             if len(responses) != 1 or self._is_decoupled(step.model_name, step.model_version):
                 sent = 0
                 for results in responses:
@@ -1207,6 +1187,35 @@ class _AllOutputs(frozenset):  # type: ignore[type-arg]
 
     def __contains__(self, item: object) -> bool:
         return True
+
+
+def _next_step(remaining: Sequence[Any], pool: Mapping[str, Tensor]) -> Any | None:
+    """The first of the ensemble steps ``remaining`` whose inputs are all in ``pool``, if any."""
+    for step in remaining:
+        if all(source in pool for source in step.input_map.values()):
+            return step
+    return None
+
+
+def _step_inputs(step: Any, pool: Mapping[str, Tensor]) -> list[Tensor]:
+    """The request tensors of an ensemble step, named as the step's model calls them."""
+    return [
+        Tensor._wrap(name, raw_array(pool[source]), triton_type(pool[source]))
+        for name, source in step.input_map.items()
+    ]
+
+
+def _in_ensemble(ensemble: str, error: RequestError) -> RequestError:
+    """A step's error as the ensemble's client sees it."""
+    return RequestError(error.code, f"in ensemble '{ensemble}', {error.message}")
+
+
+def _ensemble_deadlock(ensemble: str, pending: PendingRequest) -> RequestError:
+    return RequestError(
+        "INVALID_ARG",
+        f"in ensemble '{ensemble}', {_request_prefix(pending.request_id)}unexpected deadlock, at "
+        "least one output is not set while no more ensemble steps can be made",
+    )
 
 
 def _request_prefix(request_id: str) -> str:
