@@ -18,6 +18,8 @@ from typing import Any
 
 import numpy as np
 
+from ..spec.dtypes import DataType
+
 __all__ = [
     "InputFactory",
     "ModelInfo",
@@ -31,21 +33,8 @@ __all__ = [
 #: Makes the inputs of pool entry ``index`` (a dict of numpy arrays, batch axis included).
 InputFactory = Callable[[int], Mapping[str, np.ndarray]]
 
-_NUMPY_TYPES: dict[str, Any] = {
-    "BOOL": np.bool_,
-    "UINT8": np.uint8,
-    "UINT16": np.uint16,
-    "UINT32": np.uint32,
-    "UINT64": np.uint64,
-    "INT8": np.int8,
-    "INT16": np.int16,
-    "INT32": np.int32,
-    "INT64": np.int64,
-    "FP16": np.float16,
-    "FP32": np.float32,
-    "FP64": np.float64,
-    "BYTES": np.object_,
-}
+#: The numpy type of each Triton data type the load generator can fill.
+_NUMPY_TYPES: dict[str, Any] = {t.value: t.numpy for t in DataType}
 
 _WORDS = (
     "the a model server request batch of queue tensor latency river mountain small large quick slow "

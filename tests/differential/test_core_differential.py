@@ -12,25 +12,13 @@ from typing import Any
 import numpy as np
 import pytest
 
+from pbkit.spec.dtypes import DataType
 from pbkit.testing.client import TritonClient
 
 from .harness import Scenario, assert_same_observation, check_expectation, observe
 
 REPOSITORY = "core"
-NUMERIC = {
-    "BOOL": np.bool_,
-    "UINT8": np.uint8,
-    "UINT16": np.uint16,
-    "UINT32": np.uint32,
-    "UINT64": np.uint64,
-    "INT8": np.int8,
-    "INT16": np.int16,
-    "INT32": np.int32,
-    "INT64": np.int64,
-    "FP16": np.float16,
-    "FP32": np.float32,
-    "FP64": np.float64,
-}
+NUMERIC = {t.value: t.numpy for t in DataType if t is not DataType.BYTES}
 
 
 def echo_all(client: TritonClient) -> Any:

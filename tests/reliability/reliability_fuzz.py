@@ -27,23 +27,10 @@ from typing import Any
 import numpy as np
 from hypothesis import strategies as st
 
+from pbkit.spec.dtypes import DataType
 from pbkit.testing.client import InferError
 
-NUMPY_TYPES: dict[str, Any] = {
-    "BOOL": np.bool_,
-    "UINT8": np.uint8,
-    "UINT16": np.uint16,
-    "UINT32": np.uint32,
-    "UINT64": np.uint64,
-    "INT8": np.int8,
-    "INT16": np.int16,
-    "INT32": np.int32,
-    "INT64": np.int64,
-    "FP16": np.float16,
-    "FP32": np.float32,
-    "FP64": np.float64,
-    "BYTES": np.object_,
-}
+NUMPY_TYPES: dict[str, Any] = {t.value: t.numpy for t in DataType}
 DATA_TYPES = tuple(NUMPY_TYPES)
 #: Request parameter names the clients refuse to send (tritonclient's reserved names and prefix).
 RESERVED_PARAMETERS = frozenset(
