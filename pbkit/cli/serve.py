@@ -22,13 +22,20 @@ def register(subparsers: Any) -> None:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     command.add_argument("path", help="model repository, or a folder of pbkit models to build first")
-    command.add_argument("-o", "--output", default="model_repository", help="where to build declarations (default: %(default)s)")
+    command.add_argument(
+        "-o",
+        "--output",
+        default="model_repository",
+        help="where to build declarations (default: %(default)s)",
+    )
     command.add_argument("--variant", action="append", choices=("tensorrt", "onnx", "torchscript", "python"))
     command.add_argument("--host", default="127.0.0.1", help="address to bind (default: %(default)s)")
     command.add_argument("--http-port", type=int, default=8000)
     command.add_argument("--grpc-port", type=int, default=8001)
     command.add_argument("--metrics-port", type=int, default=8002)
-    command.add_argument("--explicit", action="store_true", help="explicit model control (load/unload over the API)")
+    command.add_argument(
+        "--explicit", action="store_true", help="explicit model control (load/unload over the API)"
+    )
     command.add_argument("--log-verbose", type=int, default=0)
     command.add_argument("--log-file", help="also write the server log here")
     command.add_argument("--quiet", action="store_true", help="do not echo the server log")
@@ -37,7 +44,9 @@ def register(subparsers: Any) -> None:
 
 def is_repository(path: Path) -> bool:
     """Whether ``path`` holds model folders with ``config.pbtxt`` (rather than declarations)."""
-    return path.is_dir() and any((child / "config.pbtxt").is_file() for child in path.iterdir() if child.is_dir())
+    return path.is_dir() and any(
+        (child / "config.pbtxt").is_file() for child in path.iterdir() if child.is_dir()
+    )
 
 
 def run(args: argparse.Namespace) -> int:

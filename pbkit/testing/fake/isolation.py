@@ -37,6 +37,8 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
+from .context import current_instance
+
 _original_import = builtins.__import__
 #: Every private module, so that ``sys.modules`` entries owned by some model are not taken as shared.
 _private_modules: weakref.WeakSet[ModuleType] = weakref.WeakSet()
@@ -304,8 +306,6 @@ class _RunningModelFinder(importlib.abc.MetaPathFinder):
     ) -> importlib.machinery.ModuleSpec | None:
         if path is not None or "." in fullname:
             return None
-        from .context import current_instance
-
         instance = current_instance()
         namespace = getattr(instance, "namespace", None)
         if not isinstance(namespace, ModelNamespace) or namespace._find_top(fullname) is None:
